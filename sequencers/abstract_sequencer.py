@@ -1,0 +1,384 @@
+"""AbstractSequencer: a `keras.utils.PyDataset` whose batches are pure functions.
+
+A batch depends only on ``(seed, epoch, idx)``: Keras fetches ``seq[0]`` and ``seq[1]`` in
+the main process to infer tensor specs, serves indices out of order with ``workers > 1`` and
+forks worker processes, so nothing may change inside ``__getitem__``. The epoch is explicit
+state, advanced by the epoch hooks (or set with ``set_epoch``), never by fetching batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import threading
+from typing import Any
+
+import keras
+import numpy as np
+
+from sequencers.structure import Structure
+
+# Original keyword names accepted for compatibility.
+KWARG_ALIASES = {"random_shuffle_indices": "shuffle"}
+
+_SHUFFLE_STREAM = 1  # spawn key separating the shuffle stream from augmentation streams
+
+
+def keyed_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
+    """The generator for batch ``idx`` of ``epoch``: the same numbers in any process."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, idx])))
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class AbstractSequencer(keras.utils.PyDataset):
+    """Base class of every pointseq sequencer.
+
+    Args:
+        X: the inputs: an array, a list/tuple of arrays or a dict of arrays, one row per sample.
+        y: the references, an array with one row per sample, or None.
+        batch_size: samples per batch.
+        shuffle: draw a new sample order every epoch from ``(seed, epoch)``.
+        seed: the seed of shuffling and augmentation; None draws one once and keeps it.
+        training: start in training mode (``(x, y)`` batches) or predict mode (``(x,)``).
+        drop_last: leave out the last, partial batch of each epoch.
+        epoch_size: a fixed number of batches per epoch; the sample order continues across
+            the end of the data instead of restarting.
+        workers, use_multiprocessing, max_queue_size: passed to `keras.utils.PyDataset`.
+
+    Subclasses implement ``_count_samples`` and ``extract_input_batch`` (and usually
+    ``extract_reference_batch``); everything else has a working default.
+    """
+
+    def __init__(
+        self,
+        X: Structure = None,
+        y: np.ndarray | None = None,
+        batch_size: int = 16,
+        *,
+        shuffle: bool = True,
+        seed: int | None = None,
+        training: bool = True,
+        drop_last: bool = False,
+        epoch_size: int | None = None,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 10,
+        **kwargs: Any,
+    ) -> None:
+        for old, new in KWARG_ALIASES.items():
+            if old in kwargs:
+                if new == "shuffle":
+                    shuffle = bool(kwargs.pop(old))
+        if kwargs:
+            unknown = ", ".join(sorted(kwargs))
+            valid = ", ".join(sorted(self.valid_kwargs()))
+            raise TypeError(
+                f"{type(self).__name__} got unknown keyword argument(s): {unknown}. "
+                f"Valid keyword arguments are: {valid}"
+            )
+        workers = _check_int("workers", workers, 1)
+        max_queue_size = _check_int("max_queue_size", max_queue_size, 1)
+        super().__init__(
+            workers=workers, use_multiprocessing=bool(use_multiprocessing),
+            max_queue_size=max_queue_size,
+        )
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.epoch_size = None if epoch_size is None else _check_int("epoch_size", epoch_size, 1)
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        self.seed = _check_int("seed", seed, 0)
+        self.epoch = 0
+        self._training = bool(training)
+        self._epoch_begun = False
+        self._sample_ids: np.ndarray | None = None  # set by subsample()
+        self._shard: tuple[int, int] | None = None  # (num_shards, index), set by shard()
+        self._order_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._order_lock = threading.Lock()
+        if X is not None:
+            self.set_input_data(X, y)
+
+    # ---------------------------------------------------------------- kwargs and config
+    @classmethod
+    def valid_kwargs(cls) -> set[str]:
+        """Keyword arguments accepted by this class's constructor (its own and inherited)."""
+        names: set[str] = set(KWARG_ALIASES)
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None or klass is keras.utils.PyDataset:
+                continue
+            for p in inspect.signature(init).parameters.values():
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+                    names.add(p.name)
+        return names
+
+    def get_config(self) -> dict:
+        """The JSON-able keyword arguments that rebuild this sequencer (without its data)."""
+        return {
+            "type": type(self).__name__,
+            "batch_size": self.batch_size,
+            "shuffle": self.shuffle,
+            "seed": self.seed,
+            "drop_last": self.drop_last,
+            "epoch_size": self.epoch_size,
+        }
+
+    # ---------------------------------------------------------------- data
+    def set_input_data(self, X: Structure, y: np.ndarray | None = None) -> None:
+        """Replace the data; subclasses validate and store it, then call this."""
+        self._order_cache = {}
+        self._sample_ids = None
+        if self.num_samples == 0:
+            raise ValueError(f"X must hold at least one sample, got 0 ({type(self).__name__})")
+
+    def get_input_data(self) -> tuple[Structure, np.ndarray | None]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement get_input_data()")
+
+    def _count_samples(self) -> int:
+        raise NotImplementedError(f"{type(self).__name__} must implement _count_samples()")
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per pass over the data (after ``subsample``)."""
+        if self._sample_ids is not None:
+            return len(self._sample_ids)
+        return self._count_samples()
+
+    # ---------------------------------------------------------------- modes
+    @property
+    def training(self) -> bool:
+        return self._training
+
+    def enable_training_mode(self) -> None:
+        """Serve shuffled, augmented ``(x, y)`` batches."""
+        self._training = True
+
+    def enable_predict_mode(self) -> None:
+        """Serve ``(x,)`` batches in dataset order, never shuffled or augmented."""
+        self._training = False
+
+    # ---------------------------------------------------------------- epochs and state
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = _check_int("epoch", epoch, 0)
+        self._epoch_begun = False
+
+    def state_dict(self) -> dict:
+        """What a resumed run needs to serve the same batches: the seed and the epoch."""
+        return {"seed": self.seed, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        missing = {"seed", "epoch"} - set(state)
+        if missing:
+            raise KeyError(f"state dict lacks {sorted(missing)}; got keys {sorted(state)}")
+        self.seed = _check_int("state['seed']", state["seed"], 0)
+        self._order_cache = {}
+        self.set_epoch(state["epoch"])
+
+    def on_epoch_begin(self) -> None:
+        self._epoch_begun = True
+
+    def on_epoch_end(self) -> None:
+        # Keras also calls this before the first epoch and around validation; only an end
+        # that closes a begun epoch advances it.
+        if self._epoch_begun and self._training:
+            self.epoch += 1
+        self._epoch_begun = False
+
+    # ---------------------------------------------------------------- batch layout
+    @property
+    def num_dataset_batches(self) -> int:
+        """Batches in one pass over the data in dataset order (predict mode's length)."""
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def _batches_per_pass(self) -> int:
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return self.num_dataset_batches
+
+    def _uses_stream(self) -> bool:
+        """Whether epochs are windows of one continuous stream of full batches."""
+        return self.epoch_size is not None or self._shard is not None
+
+    def __len__(self) -> int:
+        if not self._training:
+            total = self.num_dataset_batches
+            if self._shard is None:
+                return total
+            k, i = self._shard
+            return len(range(i, total, k))
+        if self._shard is not None:
+            k, _ = self._shard
+            if self.epoch_size is not None:
+                return self.epoch_size
+            return (self.num_samples // self.batch_size) // k
+        if self.epoch_size is not None:
+            return self.epoch_size
+        return self._batches_per_pass()
+
+    def _pass_order(self, pass_index: int) -> np.ndarray:
+        """The sample order of one pass over the data: keyed by ``(seed, pass)``."""
+        n = self.num_samples
+        if not self.shuffle:
+            return np.arange(n, dtype=np.int64)
+        key = (self.seed, pass_index)
+        order = self._order_cache.get(key)
+        if order is None:
+            seq = np.random.SeedSequence([self.seed, pass_index], spawn_key=(_SHUFFLE_STREAM,))
+            order = np.random.Generator(np.random.PCG64(seq)).permutation(n).astype(np.int64)
+            with self._order_lock:
+                if len(self._order_cache) >= 4:
+                    self._order_cache.pop(next(iter(self._order_cache)))
+                self._order_cache[key] = order
+        return order
+
+    def _check_index(self, idx: int) -> int:
+        length = len(self)
+        if isinstance(idx, (bool, np.bool_)) or not isinstance(idx, (int, np.integer)):
+            raise TypeError(f"batch index must be an int, got {idx!r}")
+        idx = int(idx)
+        if idx < 0:
+            idx += length
+        if not 0 <= idx < length:
+            raise IndexError(f"batch index {idx} out of range for {length} batches")
+        return idx
+
+    def batch_indices(self, idx: int) -> np.ndarray:
+        """The sample indices (into X) of training batch ``idx`` in the current epoch."""
+        idx = self._check_index(idx)
+        bs = self.batch_size
+        if self._uses_stream():
+            if self._shard is not None:
+                k, i = self._shard
+                global_batch = (self.epoch * len(self) + idx) * k + i
+            else:
+                global_batch = self.epoch * self.epoch_size + idx
+            positions = np.arange(global_batch * bs, (global_batch + 1) * bs, dtype=np.int64)
+            passes, offsets = np.divmod(positions, self.num_samples)
+            ids = np.empty(bs, dtype=np.int64)
+            for p in np.unique(passes):
+                where = passes == p
+                ids[where] = self._pass_order(int(p))[offsets[where]]
+        else:
+            ids = self._pass_order(self.epoch)[idx * bs:(idx + 1) * bs]
+        return self._to_data_ids(ids)
+
+    def predict_indices(self, idx: int) -> np.ndarray:
+        """The sample indices of predict batch ``idx``: dataset order."""
+        idx = self._check_index(idx)
+        if self._shard is not None:
+            k, i = self._shard
+            idx = idx * k + i
+        start = idx * self.batch_size
+        ids = np.arange(start, min(start + self.batch_size, self.num_samples), dtype=np.int64)
+        return self._to_data_ids(ids)
+
+    def _to_data_ids(self, ids: np.ndarray) -> np.ndarray:
+        return ids if self._sample_ids is None else self._sample_ids[ids]
+
+    def make_rng(self, idx: int) -> np.random.Generator:
+        """The augmentation generator of training batch ``idx`` in the current epoch."""
+        return keyed_rng(self.seed, self.epoch, int(idx))
+
+    # ---------------------------------------------------------------- batches
+    def extract_input_batch(self, indices: np.ndarray) -> Structure:
+        raise NotImplementedError(f"{type(self).__name__} must implement extract_input_batch()")
+
+    def extract_reference_batch(self, indices: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def extract_sample_weight_batch(self, indices: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def load_batch(self, indices: np.ndarray) -> tuple:
+        """The un-augmented training batch of these samples: ``(x, y)`` or ``(x, y, sw)``."""
+        x = self.extract_input_batch(indices)
+        y = self.extract_reference_batch(indices)
+        sw = self.extract_sample_weight_batch(indices)
+        if sw is not None:
+            return (x, y, sw)
+        return (x, y)
+
+    def augment(self, batch_x: Structure, rng: np.random.Generator) -> Structure:
+        """Return an augmented copy of ``batch_x``; the identity here."""
+        return batch_x
+
+    def getitem_training(self, idx: int) -> tuple:
+        batch = self.load_batch(self.batch_indices(idx))
+        x = self.augment(batch[0], self.make_rng(idx))
+        return (x,) + tuple(batch[1:])
+
+    def getitem_predict(self, idx: int) -> tuple:
+        return (self.extract_input_batch(self.predict_indices(idx)),)
+
+    def __getitem__(self, idx: int) -> tuple:
+        idx = self._check_index(idx)
+        if self._training:
+            return self.getitem_training(idx)
+        return self.getitem_predict(idx)
+
+    def post_process_output(self, z: Any, idx: int | None = None) -> Any:
+        """Turn a model output back into per-sample results; the identity here."""
+        return z
+
+    # ---------------------------------------------------------------- views
+    def shard(self, num_shards: int, index: int) -> "AbstractSequencer":
+        """A copy serving replica ``index`` of ``num_shards``: disjoint batches, equal counts.
+
+        Replicas read one continuous stream of full batches round-robin, so every replica
+        runs ``len(self)`` steps per epoch and a remainder carries into the next epoch rather
+        than being dropped or repeated.
+        """
+        num_shards = _check_int("num_shards", num_shards, 1)
+        index = _check_int("index", index, 0)
+        if index >= num_shards:
+            raise ValueError(f"index must be in [0, {num_shards}), got {index}")
+        if self._shard is not None:
+            raise ValueError("this sequencer is already a shard; shard the original instead")
+        if self.epoch_size is None and (self.num_samples // self.batch_size) < num_shards:
+            raise ValueError(
+                f"num_shards={num_shards} exceeds the {self.num_samples // self.batch_size} "
+                f"full batches of {self.num_samples} samples at batch_size={self.batch_size}; "
+                "use fewer shards, a smaller batch_size or epoch_size"
+            )
+        view = copy.copy(self)
+        view._shard = (num_shards, index)
+        view._order_cache = {}
+        view._order_lock = threading.Lock()
+        return view
+
+    def subsample(self, n: int) -> "AbstractSequencer":
+        """A copy over the first ``n`` samples, e.g. to look at a few augmented batches."""
+        n = _check_int("n", n, 1)
+        if n > self.num_samples:
+            raise ValueError(f"n must be <= num_samples={self.num_samples}, got {n}")
+        view = copy.copy(self)
+        view._sample_ids = self._to_data_ids(np.arange(n, dtype=np.int64))
+        view._order_cache = {}
+        view._order_lock = threading.Lock()
+        return view
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_order_lock", None)
+        state["_order_cache"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._order_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        mode = "training" if self._training else "predict"
+        return (
+            f"{type(self).__name__}(num_samples={self.num_samples}, batch_size={self.batch_size}, "
+            f"batches={len(self)}, epoch={self.epoch}, seed={self.seed}, mode={mode})"
+        )

@@ -1,0 +1,172 @@
+"""Sequencer: the dense sequencer over in-memory point arrays."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from augment import Augmentor
+from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.registry import register_sequencer
+from sequencers.structure import (
+    Structure,
+    leaves,
+    normalize_structure,
+    num_rows,
+    take_rows,
+)
+
+InputKey = int | str
+
+
+@register_sequencer("Sequencer", "DLSequencer")
+class Sequencer(AbstractSequencer):
+    """Batches of point arrays held in memory.
+
+    Args:
+        X: ``(n, N, 3)`` points, a list of arrays (structure space, features, ...) or a dict.
+        y: ``(n, ...)`` references, or None.
+        batch_size: samples per batch.
+        augmentor: an `augment.Augmentor` or its spec dict, applied in training mode only.
+        augment_inputs: which inputs are coordinates to augment (tuple positions or dict
+            keys); default: the first input.
+        vector_inputs: which inputs are vectors (normals): rotated with their coordinates,
+            never jittered.
+        **kwargs: the `AbstractSequencer` options (shuffle, seed, drop_last, epoch_size, ...).
+    """
+
+    def __init__(
+        self,
+        X: Structure = None,
+        y: np.ndarray | None = None,
+        batch_size: int = 16,
+        *,
+        augmentor: Augmentor | dict | None = None,
+        augment_inputs: Sequence[InputKey] | InputKey | None = None,
+        vector_inputs: Sequence[InputKey] | InputKey | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(augmentor, dict):
+            augmentor = Augmentor.from_spec(augmentor)
+        elif augmentor is not None and not isinstance(augmentor, Augmentor):
+            raise TypeError(
+                "augmentor must be an augment.Augmentor, its spec dict or None, "
+                f"got {type(augmentor).__name__}"
+            )
+        self.augmentor = augmentor
+        self._augment_inputs_arg = augment_inputs
+        self._vector_inputs_arg = vector_inputs
+        self._X: Structure = None
+        self._y: np.ndarray | None = None
+        super().__init__(X, y, batch_size, **kwargs)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            augmentor=None if self.augmentor is None else self.augmentor.get_config(),
+            augment_inputs=_as_list(self._augment_inputs_arg),
+            vector_inputs=_as_list(self._vector_inputs_arg),
+        )
+        return config
+
+    # ---------------------------------------------------------------- data
+    def set_input_data(self, X: Structure, y: np.ndarray | None = None) -> None:
+        X = normalize_structure(X, "X")
+        n = num_rows(X, "X")
+        if y is not None:
+            y = np.asarray(y)
+            if y.ndim == 0:
+                raise ValueError(f"y must have a leading sample axis, got a scalar {y!r}")
+            if len(y) != n:
+                raise ValueError(
+                    f"X and y must have the same number of samples, got len(X)={n} "
+                    f"and len(y)={len(y)}"
+                )
+        coord_keys = _resolve_keys(
+            X, self._augment_inputs_arg, "augment_inputs", default_first=self.augmentor is not None
+        )
+        vector_keys = _resolve_keys(X, self._vector_inputs_arg, "vector_inputs", default_first=False)
+        overlap = set(coord_keys) & set(vector_keys)
+        if overlap:
+            raise ValueError(f"inputs {sorted(overlap)} are in both augment_inputs and vector_inputs")
+        for role, keys in (("coordinate", coord_keys), ("vector", vector_keys)):
+            for key in keys:
+                array = _get(X, key)
+                if array.ndim < 3 or array.shape[-1] != 3:
+                    raise ValueError(
+                        f"{role} input X[{key!r}] must have shape (num_samples, num_points, 3), "
+                        f"got shape {array.shape}"
+                    )
+                if not np.issubdtype(array.dtype, np.floating):
+                    raise ValueError(
+                        f"{role} input X[{key!r}] must be a float array, got dtype {array.dtype}"
+                    )
+        self._X, self._y = X, y
+        self._coord_keys, self._vector_keys = coord_keys, vector_keys
+        super().set_input_data(X, y)
+
+    def get_input_data(self) -> tuple[Structure, np.ndarray | None]:
+        return self._X, self._y
+
+    def _count_samples(self) -> int:
+        return 0 if self._X is None else num_rows(self._X, "X")
+
+    # ---------------------------------------------------------------- batches
+    def extract_input_batch(self, indices: np.ndarray) -> Structure:
+        return take_rows(self._X, indices)
+
+    def extract_reference_batch(self, indices: np.ndarray) -> np.ndarray | None:
+        return None if self._y is None else np.take(self._y, indices, axis=0)
+
+    def augment(self, batch_x: Structure, rng: np.random.Generator) -> Structure:
+        if self.augmentor is None:
+            return batch_x
+        coords = [_get(batch_x, k) for k in self._coord_keys]
+        vectors = [_get(batch_x, k) for k in self._vector_keys]
+        new_coords, new_vectors = self.augmentor(coords, rng, vectors=vectors)
+        replaced = dict(zip(self._coord_keys + self._vector_keys, list(new_coords) + list(new_vectors)))
+        return _replace(batch_x, replaced)
+
+
+def _as_list(value: Any) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _resolve_keys(X: Structure, wanted: Any, name: str, *, default_first: bool) -> list[InputKey]:
+    """Turn ``augment_inputs`` / ``vector_inputs`` into validated keys of X."""
+    names = [k for k, _ in leaves(X)]
+    if wanted is None:
+        if not default_first:
+            return []
+        return [names[0] if isinstance(X, dict) else 0]
+    keys = []
+    for key in _as_list(wanted):
+        if isinstance(X, dict):
+            if key not in X:
+                raise ValueError(f"{name} names input {key!r}, but X has keys {names}")
+        else:
+            count = len(X) if isinstance(X, tuple) else 1
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, (int, np.integer)) or not 0 <= key < count:
+                raise ValueError(f"{name} must hold input positions in [0, {count}), got {key!r}")
+            key = int(key)
+        keys.append(key)
+    return keys
+
+
+def _get(X: Structure, key: InputKey) -> np.ndarray:
+    if isinstance(X, (dict, tuple)):
+        return X[key]
+    return X
+
+
+def _replace(X: Structure, replaced: dict) -> Structure:
+    if isinstance(X, dict):
+        return {k: replaced.get(k, v) for k, v in X.items()}
+    if isinstance(X, tuple):
+        return tuple(replaced.get(i, v) for i, v in enumerate(X))
+    return replaced.get(0, X)
