@@ -321,9 +321,20 @@ class AbstractSequencer(keras.utils.PyDataset):
 
     def __getitem__(self, idx: int) -> tuple:
         idx = self._check_index(idx)
-        if self._training:
-            return self.getitem_training(idx)
-        return self.getitem_predict(idx)
+        try:
+            if self._training:
+                return self.getitem_training(idx)
+            return self.getitem_predict(idx)
+        except Exception as error:
+            # Keep the type (callers catch it) and name the batch in the message, which
+            # survives the trip back from a worker thread or process.
+            mode = "training" if self._training else "predict"
+            where = f"{type(self).__name__}[{idx}] ({mode}, epoch {self.epoch}) failed: "
+            if error.args and isinstance(error.args[0], str) and not error.args[0].startswith(where):
+                error.args = (where + error.args[0],) + error.args[1:]
+            else:
+                error.add_note(where.rstrip(": "))
+            raise
 
     def post_process_output(self, z: Any, idx: int | None = None) -> Any:
         """Turn a model output back into per-sample results; the identity here."""

@@ -343,3 +343,18 @@ def test_unknown_spec_type_lists_known_types(clouds):
 def test_abstract_sequencer_needs_a_subclass():
     with pytest.raises(NotImplementedError, match="must implement _count_samples"):
         AbstractSequencer(np.zeros((3, 2, 3)))
+
+
+class _Faulty(Sequencer):
+    def extract_input_batch(self, indices):
+        if 3 in indices:
+            raise KeyError("sample 3 is unreadable")
+        return super().extract_input_batch(indices)
+
+
+def test_an_error_in_getitem_names_the_batch_and_keeps_its_type(clouds):
+    X, y = clouds
+    seq = _Faulty(X, y, batch_size=4, shuffle=False)
+    with pytest.raises(KeyError, match=r"_Faulty\[0\] \(training, epoch 0\) failed: sample 3 is unreadable"):
+        seq[0]
+    seq[1]  # other batches still load
