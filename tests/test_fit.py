@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import make_deterministic
-from sequencers import Sequencer
+from sequencers import EpochSync, Sequencer, prebuild_model
 
 WORKER_MODES = {
     "main": dict(workers=1),
@@ -46,7 +46,8 @@ def fit_weights(kind, mode, epochs=2):
     X, y = make_data(kind)
     seq = Sequencer(X, y, batch_size=5, seed=42, **WORKER_MODES[mode])
     model = make_model(kind)
-    history = model.fit(seq, epochs=epochs, shuffle=False, verbose=0)
+    prebuild_model(model, seq)
+    history = model.fit(seq, epochs=epochs, shuffle=False, verbose=0, callbacks=[EpochSync(seq)])
     return model.get_weights(), history, seq, model
 
 
@@ -56,7 +57,7 @@ def test_fit_evaluate_predict(kind, mode):
     _, history, seq, model = fit_weights(kind, mode)
     assert len(history.history["loss"]) == 2
     assert all(np.isfinite(history.history["loss"]))
-    assert seq.epoch == 2  # one advance per trained epoch, whatever Keras' extra hook calls
+    assert seq.epoch == 2  # the epoch after the two trained ones
     result = model.evaluate(seq, verbose=0, return_dict=True)
     assert set(result) >= {"loss", "accuracy"} and np.isfinite(result["loss"])
     seq.enable_predict_mode()
@@ -94,9 +95,10 @@ def test_fit_serves_a_new_order_each_epoch_and_resumes():
     X, y = make_data("single")
     seq = _RecordingSequencer(X, y, batch_size=6, seed=3)
     model = make_model("single")
-    model.fit(seq, epochs=3, shuffle=False, verbose=0)
-    # Keras fetches batches 0 and 1 of epoch 0 to infer specs before training.
-    trained = seq.seen[2:]
+    model.fit(seq, epochs=3, shuffle=False, verbose=0, callbacks=[EpochSync(seq)])
+    # Before training, Keras fetches batches to infer specs (TF) or build the model (JAX,
+    # torch); the trained batches are the last 12.
+    trained = seq.seen[-12:]
     by_epoch = {e: [b for ep, b in trained if ep == e] for e in range(3)}
     assert [len(v) for v in by_epoch.values()] == [4, 4, 4]
     assert by_epoch[0] != by_epoch[1] != by_epoch[2]
@@ -105,6 +107,18 @@ def test_fit_serves_a_new_order_each_epoch_and_resumes():
 
     resumed = _RecordingSequencer(X, y, batch_size=6)
     resumed.load_state_dict({"seed": 3, "epoch": 1})
-    make_model("single").fit(resumed, initial_epoch=1, epochs=3, shuffle=False, verbose=0)
-    got = [b for ep, b in resumed.seen[2:]]
+    make_model("single").fit(
+        resumed, initial_epoch=1, epochs=3, shuffle=False, verbose=0, callbacks=[EpochSync(resumed)]
+    )
+    got = [b for ep, b in resumed.seen[-8:]]
     assert got == by_epoch[1] + by_epoch[2]
+
+
+def test_plain_fit_advances_the_epoch_once_per_epoch():
+    X, y = make_data("single")
+    seq = Sequencer(X, y, batch_size=6, seed=3)
+    model = make_model("single")
+    model.fit(seq, epochs=1, shuffle=False, verbose=0)  # builds the model on JAX / torch
+    start = seq.epoch
+    model.fit(seq, epochs=2, shuffle=False, verbose=0)
+    assert seq.epoch == start + 2

@@ -1,0 +1,88 @@
+"""A small reference segmentation network over shadow batches.
+
+An encoder-decoder over the grid hierarchy: pointwise layers per depth, max pooling from
+children into parents on the way down, unpooling plus a skip connection on the way up, and a
+per-cell softmax at depth 0. It exists to prove that the shadow path trains end to end and
+that an element's output does not depend on its batch neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from sequencers.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
+
+__all__ = ["build_shadow_segmentation_model", "shadow_input_names"]
+
+
+def shadow_input_names(depth: int) -> list[str]:
+    """Names of the shadow-batch entries the reference model reads, in input order."""
+    names = ["features"]
+    for t in range(depth):
+        names += [f"coords_{t}", f"mask_{t}", f"lengths_{t}"]
+        if t < depth - 1:
+            names.append(f"parent_{t}")
+    return names
+
+
+def build_shadow_segmentation_model(
+    num_features: int,
+    num_classes: int,
+    depth: int,
+    max_rows: Sequence[int],
+    *,
+    width: int = 32,
+) -> keras.Model:
+    """Build the reference model for shadow batches with ``max_rows[t]`` rows at depth ``t``.
+
+    The model takes the whole batch dict of a ``SparseShadowSequencer`` (use the sequencer's
+    ``max_rows`` here) and returns per-cell class probabilities ``(B, max_rows[0],
+    num_classes)``; compile it with ``sparse_categorical_crossentropy``; the sequencer's
+    sample weights mask the padding out of the loss.
+    """
+    checks = (
+        ("num_features", num_features, 1),
+        ("num_classes", num_classes, 2),
+        ("depth", depth, 1),
+        ("width", width, 1),
+    )
+    for name, value, low in checks:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    rows = [int(r) for r in max_rows]
+    if len(rows) != depth or any(r < 1 for r in rows):
+        raise ValueError(
+            f"max_rows must hold {depth} positive row counts (one per depth), got {list(max_rows)}"
+        )
+
+    inputs = {"features": keras.Input((rows[0], num_features), name="features")}
+    for t in range(depth):
+        inputs[f"coords_{t}"] = keras.Input((rows[t], 3), name=f"coords_{t}")
+        inputs[f"mask_{t}"] = keras.Input((rows[t],), name=f"mask_{t}")
+        # Accepted so the sequencer's dict feeds the model as is; the masks carry the same
+        # information in a form the layers use directly.
+        inputs[f"lengths_{t}"] = keras.Input((), dtype="int32", name=f"lengths_{t}")
+        if t < depth - 1:
+            inputs[f"parent_{t}"] = keras.Input((rows[t],), dtype="int32", name=f"parent_{t}")
+
+    def block(x, t, units):
+        return MaskedDense(units, activation="relu")([x, inputs[f"mask_{t}"]])
+
+    def concat(tensors):
+        return keras.layers.Concatenate(axis=-1)(tensors)
+
+    h = block(concat([inputs["features"], inputs["coords_0"]]), 0, width)
+    skips = [h]
+    for t in range(depth - 1):
+        pooled = PoolToParent("max")(
+            [h, inputs[f"parent_{t}"], inputs[f"mask_{t}"], inputs[f"mask_{t + 1}"]]
+        )
+        h = block(concat([pooled, inputs[f"coords_{t + 1}"]]), t + 1, width * 2 ** (t + 1))
+        skips.append(h)
+    for t in range(depth - 2, -1, -1):
+        up = UnpoolToChild()([h, inputs[f"parent_{t}"]])
+        h = block(concat([up, skips[t]]), t, width * 2**t)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name="cell_probs")(h)
+    return keras.Model(inputs=inputs, outputs=outputs, name="shadow_segmentation")
