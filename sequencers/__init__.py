@@ -1,7 +1,9 @@
 """Keras PyDataset sequencers for point clouds."""
 
 from sequencers.abstract_sequencer import AbstractSequencer, keyed_rng
+from sequencers.callbacks import DataWaitProfiler, IntervalEvaluator, SequencerCheckpoint
 from sequencers.epoch_sync import EpochSync
+from sequencers.pointnet_model import build_pointnet_segmentation_model
 from sequencers.prebuild import prebuild_model
 from sequencers.registry import build_sequencer, register_sequencer
 from sequencers.sequencer import Sequencer
@@ -13,9 +15,15 @@ from sequencers.shadow_sequencer import (
     assemble_shadow_labels,
 )
 from sequencers.sparse_grid import SparseGrid, build_sparse_grid
+from sequencers.worker_watchdog import WorkerProcessDied, ensure_watchdog
 
 __all__ = [
     "AbstractSequencer",
+    "DataWaitProfiler",
+    "IntervalEvaluator",
+    "SequencerCheckpoint",
+    "WorkerProcessDied",
+    "ensure_watchdog",
     "MaskedDense",
     "PoolToParent",
     "Sequencer",
@@ -28,6 +36,7 @@ __all__ = [
     "build_sparse_grid",
     "shadow_input_names",
     "EpochSync",
+    "build_pointnet_segmentation_model",
     "build_sequencer",
     "keyed_rng",
     "prebuild_model",

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from sequencers.structure import Structure
+from sequencers.worker_watchdog import ensure_watchdog
 
 # Original keyword names accepted for compatibility.
 KWARG_ALIASES = {"random_shuffle_indices": "shuffle"}
@@ -90,6 +91,9 @@ class AbstractSequencer(keras.utils.PyDataset):
             workers=workers, use_multiprocessing=bool(use_multiprocessing),
             max_queue_size=max_queue_size,
         )
+        if use_multiprocessing:
+            # Keras creates the worker pool before it calls on_epoch_begin.
+            ensure_watchdog()
         self.batch_size = _check_int("batch_size", batch_size, 1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -184,6 +188,8 @@ class AbstractSequencer(keras.utils.PyDataset):
         self.set_epoch(state["epoch"])
 
     def on_epoch_begin(self) -> None:
+        if self.use_multiprocessing:
+            ensure_watchdog()
         self._epoch_begun = True
 
     def on_epoch_end(self) -> None:

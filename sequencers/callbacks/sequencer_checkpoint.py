@@ -1,0 +1,117 @@
+"""SequencerCheckpoint: save and restore a sequencer's state with the model checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import keras
+import numpy as np
+
+
+class SequencerCheckpoint(keras.callbacks.Callback):
+    """Keep a sequencer's ``state_dict()`` in a JSON file so a resumed ``fit`` serves the
+    same batches as an uninterrupted one.
+
+    - ``on_epoch_end(epoch)``: writes the state, with ``"epoch"`` set to ``epoch + 1`` (the
+      next epoch to train), atomically (a temporary file, then ``os.replace``).
+    - ``on_train_begin``: restores the file if it exists (``restore_on_train_begin``); this
+      brings back the seed, so the resumed sequencer may be built with ``seed=None``.
+    - ``on_epoch_begin(epoch)``: ``sequencer.set_epoch(epoch)``, so ``fit(initial_epoch=k)``
+      (or `keras.callbacks.BackupAndRestore`) serves epoch k's batches whatever the
+      sequencer's own count says. Keras calls it before the epoch's workers start (threads
+      or forked processes), so they see the new epoch.
+
+    Pair it with a model checkpoint written every epoch (``ModelCheckpoint`` without
+    ``save_best_only``, or ``BackupAndRestore``); the two files describe the same epoch only
+    if both are written at every epoch end.
+    """
+
+    def __init__(
+        self,
+        sequencer: Any,
+        filepath: str | os.PathLike,
+        *,
+        restore_on_train_begin: bool = True,
+        set_epoch: bool = True,
+    ) -> None:
+        super().__init__()
+        for method in ("state_dict", "load_state_dict", "set_epoch"):
+            if not callable(getattr(sequencer, method, None)):
+                raise TypeError(
+                    f"sequencer must provide {method}() (an AbstractSequencer), "
+                    f"got {type(sequencer).__name__}"
+                )
+        if not isinstance(filepath, (str, os.PathLike)) or not os.fspath(filepath):
+            raise ValueError(f"filepath must be a non-empty path, got {filepath!r}")
+        self.sequencer = sequencer
+        self.filepath = os.fspath(filepath)
+        self.restore_on_train_begin = bool(restore_on_train_begin)
+        self.set_epoch = bool(set_epoch)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.restore_on_train_begin:
+            self.restore()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self.set_epoch:
+            self.sequencer.set_epoch(int(epoch))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.save(next_epoch=int(epoch) + 1)
+
+    def save(self, next_epoch: int | None = None) -> None:
+        """Write the sequencer's state; ``next_epoch`` overrides its ``"epoch"``."""
+        state = dict(self.sequencer.state_dict())
+        if next_epoch is not None:
+            state["epoch"] = next_epoch
+        write_json_atomic(self.filepath, state)
+
+    def restore(self) -> bool:
+        """Load the saved state into the sequencer; False when there is no file yet."""
+        if not os.path.exists(self.filepath):
+            return False
+        with open(self.filepath, encoding="utf-8") as f:
+            state = json.load(f)
+        if not isinstance(state, dict):
+            raise ValueError(
+                f"sequencer state file {self.filepath} must hold a JSON object, "
+                f"got {type(state).__name__}"
+            )
+        self.sequencer.load_state_dict(state)
+        return True
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` so that ``path`` is either the old or the new file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(
+        f"sequencer state value {value!r} ({type(value).__name__}) is not JSON-serialisable"
+    )
