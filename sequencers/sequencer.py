@@ -83,6 +83,12 @@ class Sequencer(AbstractSequencer):
                     f"X and y must have the same number of samples, got len(X)={n} "
                     f"and len(y)={len(y)}"
                 )
+        self._input_roles(X)  # validates the coordinate and vector inputs
+        self._X, self._y = X, y
+        super().set_input_data(X, y)
+
+    def _input_roles(self, X: Structure) -> tuple[list[InputKey], list[InputKey]]:
+        """The coordinate and vector inputs of X (or of a batch with its structure)."""
         coord_keys = _resolve_keys(
             X, self._augment_inputs_arg, "augment_inputs", default_first=self.augmentor is not None
         )
@@ -102,9 +108,7 @@ class Sequencer(AbstractSequencer):
                     raise ValueError(
                         f"{role} input X[{key!r}] must be a float array, got dtype {array.dtype}"
                     )
-        self._X, self._y = X, y
-        self._coord_keys, self._vector_keys = coord_keys, vector_keys
-        super().set_input_data(X, y)
+        return coord_keys, vector_keys
 
     def get_input_data(self) -> tuple[Structure, np.ndarray | None]:
         return self._X, self._y
@@ -122,10 +126,13 @@ class Sequencer(AbstractSequencer):
     def augment(self, batch_x: Structure, rng: np.random.Generator) -> Structure:
         if self.augmentor is None:
             return batch_x
-        coords = [_get(batch_x, k) for k in self._coord_keys]
-        vectors = [_get(batch_x, k) for k in self._vector_keys]
+        # Resolved from the batch, so a backbone without data (an offline cache of point-cloud
+        # files) augments too.
+        coord_keys, vector_keys = self._input_roles(batch_x)
+        coords = [_get(batch_x, k) for k in coord_keys]
+        vectors = [_get(batch_x, k) for k in vector_keys]
         new_coords, new_vectors = self.augmentor(coords, rng, vectors=vectors)
-        replaced = dict(zip(self._coord_keys + self._vector_keys, list(new_coords) + list(new_vectors)))
+        replaced = dict(zip(coord_keys + vector_keys, list(new_coords) + list(new_vectors)))
         return _replace(batch_x, replaced)
 
 

@@ -1,0 +1,140 @@
+"""Build a cache file from a sequencer's un-augmented batches (and point-cloud files)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Iterator
+
+from offline import format as fmt
+from offline.errors import OfflineStorageError
+from offline.fingerprint import cache_fingerprint, data_digest
+from offline.pointcloud_source import PointCloudSource
+from offline.reader import CacheReader
+from offline.writer import CacheWriter
+
+# Options that change how batches are ordered or augmented at read time, not their content.
+READ_TIME_KEYS = frozenset({
+    "seed", "shuffle", "random_shuffle_indices", "epoch_size", "augmentor", "augment_inputs",
+    "vector_inputs", "workers", "use_multiprocessing", "max_queue_size", "training",
+})
+
+
+def content_config(backbone: Any) -> dict:
+    """The backbone's config without the options that do not change stored batches."""
+    return {k: v for k, v in backbone.get_config().items() if k not in READ_TIME_KEYS}
+
+
+def backbone_digest(backbone: Any) -> str:
+    """Digest of the backbone's data (``get_input_data()``)."""
+    try:
+        X, y = backbone.get_input_data()
+    except NotImplementedError:
+        raise TypeError(
+            f"{type(backbone).__name__} must implement get_input_data() so the offline cache can "
+            "fingerprint its data"
+        ) from None
+    return data_digest(X, y)
+
+
+def expected_fingerprint(backbone: Any, chunk_size: int, pcloud: PointCloudSource | None = None) -> str:
+    """The fingerprint a cache of ``backbone`` (plus ``pcloud``) built with ``chunk_size`` carries."""
+    config = {"backbone": content_config(backbone)}
+    digest = backbone_digest(backbone)
+    if pcloud is not None:  # the files' bytes count, not where they lie
+        config["offline_pcloud"] = {k: v for k, v in pcloud.get_config().items() if k != "paths"}
+        digest += pcloud.digest()
+    return cache_fingerprint(config, digest, chunk_size)
+
+
+def dataset_batches(sequencer: Any, start: int = 0) -> Iterator[tuple]:
+    """Un-augmented training batches of ``sequencer`` in dataset order, from batch ``start``."""
+    if sequencer.num_samples == 0:
+        return
+    view = copy.copy(sequencer)
+    view.enable_predict_mode()
+    for k in range(start, len(view)):
+        indices = view.predict_indices(k)
+        if sequencer.drop_last and len(indices) < sequencer.batch_size:
+            return
+        yield view.load_batch(indices)
+
+
+def count_dataset_batches(sequencer: Any) -> int:
+    n, bs = sequencer.num_samples, sequencer.batch_size
+    return n // bs if sequencer.drop_last else -(-n // bs)
+
+
+def _sources(backbone: Any, pcloud: PointCloudSource | None) -> list[Any]:
+    sources = [backbone] if backbone.num_samples else []
+    if pcloud is not None:
+        view = copy.copy(backbone)
+        view.set_input_data(*pcloud.arrays())
+        sources.append(view)
+    return sources
+
+
+def build_cache(
+    backbone: Any,
+    path: str,
+    *,
+    chunk_size: int = 8,
+    compression: str | None = None,
+    offline_pcloud: PointCloudSource | dict | None = None,
+    force: bool = False,
+    progress: bool = True,
+    extra_config: dict | None = None,
+) -> str:
+    """Write ``backbone``'s un-augmented batches (dataset order) into a cache at ``path``.
+
+    An existing cache with the right fingerprint is kept (``force`` rebuilds it); one
+    with another fingerprint is refused. The file is written to ``<path>.tmp`` and renamed
+    into place; a build interrupted before that resumes from the temp file's last complete
+    chunk. Returns ``path``.
+    """
+    path = os.fspath(path)
+    fmt.check_chunk_size(chunk_size)
+    compression_name = fmt.normalize_compression(compression)
+    pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
+    fingerprint = expected_fingerprint(backbone, chunk_size, pcloud)
+    if os.path.exists(path) and not force:
+        CacheReader(path, expected_fingerprint=fingerprint).close()
+        return path
+    config = {
+        "backbone": backbone.get_config(),
+        "chunk_size": chunk_size,
+        "compression": compression_name,
+        "offline_pcloud": None if pcloud is None else pcloud.get_config(),
+        **(extra_config or {}),
+    }
+    writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
+                         fingerprint=fingerprint, config=config, compression=compression_name)
+    try:
+        sources = _sources(backbone, pcloud)
+        total = sum(count_dataset_batches(s) for s in sources)
+        bar = None
+        if progress:
+            import keras
+
+            bar = keras.utils.Progbar(total, unit_name="batch")
+        skip = writer.batches_done
+        done = 0
+        for source in sources:
+            count = count_dataset_batches(source)
+            if skip >= count:
+                skip -= count
+                done += count
+                continue
+            done += skip
+            for batch in dataset_batches(source, start=skip):
+                writer.append(batch)
+                done += 1
+                if bar is not None:
+                    bar.update(done)
+            skip = 0
+        if writer.batches_appended != total:
+            raise OfflineStorageError(
+                f"offline cache {path!r}: the sources gave {writer.batches_appended} batches, expected {total}")
+        return writer.finalize()
+    finally:
+        writer.close()

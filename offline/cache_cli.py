@@ -1,0 +1,213 @@
+"""``pointseq cache build|info|verify``.
+
+A build spec is a JSON file::
+
+    {
+      "sequencer": {"type": "OfflineSequencer",
+                    "backbone": {"type": "Sequencer", "batch_size": 16, ...},
+                    "offline_storage": "cache.h5", "chunk_size": 8, "compression": "lzf",
+                    "offline_pcloud": {"paths": ["scene.las"], "sampler": {...}}},
+      "data": {"X": "x.npy", "y": "y.npy"}
+    }
+
+``data.X`` is one file or a list (a tuple input) or dict of files; ``.npy``, or ``.npz``
+holding one array. ``data`` may be left out when ``offline_pcloud`` supplies the samples.
+Relative paths are relative to the spec file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import h5py
+import numpy as np
+
+from offline import format as fmt
+from offline.usage_error import UsageError
+from offline.errors import OfflineStorageError
+from offline.reader import CacheReader
+
+OFFLINE_TYPES = ("offlinesequencer", "dlofflinesequencer")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    cache = subparsers.add_parser("cache", help="build, inspect and verify offline cache files")
+    commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    build = commands.add_parser("build", help="build the cache a spec file describes")
+    build.add_argument("spec", help="JSON spec: {'sequencer': {...}, 'data': {'X': ..., 'y': ...}}")
+    build.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(func=run_build)
+    info = commands.add_parser("info", help="counts, shapes, dtypes, sizes and config of a cache")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=run_info)
+    verify = commands.add_parser("verify", help="read every chunk and check checksums and offsets")
+    verify.add_argument("file")
+    verify.set_defaults(func=run_verify)
+
+
+# ---------------------------------------------------------------------------- build
+def _resolve(base: str, path: Any, what: str) -> str:
+    if not isinstance(path, str):
+        raise UsageError(f"{what} must be a file path string, got {path!r}")
+    return path if os.path.isabs(path) else os.path.join(base, path)
+
+
+def _load_array(path: str, what: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise UsageError(f"{what} file {path!r} does not exist")
+    data = np.load(path)
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if len(data.files) != 1:
+                raise UsageError(f"{what} file {path!r} must hold one array, got {data.files}")
+            return data[data.files[0]]
+    return data
+
+
+def _load_data(spec: Any, base: str, what: str) -> Any:
+    if spec is None:
+        return None
+    if isinstance(spec, list):
+        return tuple(_load_data(s, base, f"{what}[{i}]") for i, s in enumerate(spec))
+    if isinstance(spec, dict):
+        return {k: _load_data(s, base, f"{what}[{k!r}]") for k, s in spec.items()}
+    return _load_array(_resolve(base, spec, what), what)
+
+
+def load_build_spec(path: str) -> tuple[dict, Any, Any]:
+    """The sequencer spec (paths resolved) and the X, y data of a build spec file."""
+    if not os.path.exists(path):
+        raise UsageError(f"spec file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("sequencer"), dict):
+        raise UsageError(f"spec file {path!r} must hold an object with a 'sequencer' object, "
+                         "e.g. {'sequencer': {'type': 'OfflineSequencer', ...}, 'data': {'X': 'x.npy'}}")
+    unknown = set(spec) - {"sequencer", "data"}
+    if unknown:
+        raise UsageError(f"spec file {path!r} has unknown keys {sorted(unknown)}; valid: sequencer, data")
+    base = os.path.dirname(os.path.abspath(path))
+    seq = dict(spec["sequencer"])
+    if str(seq.get("type", "")).lower() not in OFFLINE_TYPES:
+        raise UsageError(f"sequencer.type must be 'OfflineSequencer', got {seq.get('type')!r}")
+    if "offline_storage" not in seq:
+        raise UsageError("sequencer.offline_storage must name the cache file")
+    seq["offline_storage"] = _resolve(base, seq["offline_storage"], "sequencer.offline_storage")
+    pcloud = seq.get("offline_pcloud")
+    if isinstance(pcloud, dict) and "paths" in pcloud:
+        paths = pcloud["paths"] if isinstance(pcloud["paths"], list) else [pcloud["paths"]]
+        seq["offline_pcloud"] = {**pcloud, "paths": [_resolve(base, p, "offline_pcloud.paths") for p in paths]}
+    data = spec.get("data") or {}
+    if not isinstance(data, dict) or set(data) - {"X", "y"}:
+        raise UsageError(f"data must be an object with keys X and optionally y, got {data!r}")
+    X = _load_data(data.get("X"), base, "data.X")
+    y = _load_data(data.get("y"), base, "data.y")
+    return seq, X, y
+
+
+def run_build(args: argparse.Namespace) -> int:
+    seq, X, y = load_build_spec(args.spec)
+    from offline.sequencer import OfflineSequencer
+
+    seq.pop("type")
+    backbone = seq.pop("backbone", None)
+    if not isinstance(backbone, dict):
+        raise UsageError(f"sequencer.backbone must be a spec object, got {backbone!r}")
+    seq.update(force_rebuild=args.force or seq.get("force_rebuild", False), progress=not args.quiet)
+    try:
+        sequencer = OfflineSequencer(backbone, X=X, y=y, **seq)
+    except OfflineStorageError as exc:
+        print(f"pointseq cache build: {exc}", file=sys.stderr)
+        return 1
+    except (TypeError, ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    header = sequencer._reader.header
+    sequencer.close()
+    print(f"{seq['offline_storage']}: {header.num_batches} batches, {header.num_samples} samples, "
+          f"{header.num_chunks} chunks")
+    return 0
+
+
+# ---------------------------------------------------------------------------- info / verify
+def _open(path: str) -> CacheReader:
+    if not os.path.exists(path):
+        raise UsageError(f"file {path!r} does not exist")
+    return CacheReader(path)
+
+
+def cache_info(path: str) -> dict:
+    """Counts, element shapes/dtypes/sizes and config of a cache file."""
+    reader = _open(path)
+    h = reader.header
+    elements = []
+    with h5py.File(path, "r") as f:
+        for group, prefix, names in ((fmt.DATA_GROUP, fmt.INPUT_PREFIX, h.structure.input_names),
+                                     (fmt.REFERENCES_GROUP, fmt.REFERENCE_PREFIX, h.structure.reference_names)):
+            for k, name in enumerate(names):
+                rows = stored = 0
+                dtype = shape = None
+                for c in range(h.num_chunks):
+                    ds = f[group][fmt.chunk_name(c)][f"{prefix}{k}"]
+                    rows += ds.shape[0]
+                    stored += ds.id.get_storage_size()
+                    dtype, shape = ds.dtype, ds.shape[1:]
+                    compression = ds.compression
+                elements.append({
+                    "name": name, "dataset": f"{prefix}{k}", "dtype": str(dtype), "row_shape": list(shape),
+                    "rows": rows, "bytes": int(rows * np.prod(shape, dtype=np.int64) * dtype.itemsize),
+                    "stored_bytes": int(stored), "compression": compression,
+                })
+    reader.close()
+    return {
+        "file": path, "file_bytes": os.path.getsize(path), "format": fmt.FORMAT_NAME,
+        "format_version": fmt.FORMAT_VERSION, "batch_size": h.batch_size, "chunk_size": h.chunk_size,
+        "num_batches": h.num_batches, "num_samples": h.num_samples, "num_chunks": h.num_chunks,
+        "fingerprint": h.fingerprint, "elements": elements, "config": h.config,
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    try:
+        info = cache_info(args.file)
+    except OfflineStorageError as exc:
+        print(f"pointseq cache info: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{info['file']}: {info['format']} v{info['format_version']}, {info['file_bytes']} bytes")
+    print(f"  batches {info['num_batches']} (batch_size {info['batch_size']}), samples {info['num_samples']}, "
+          f"chunks {info['num_chunks']} (chunk_size {info['chunk_size']})")
+    print(f"  fingerprint {info['fingerprint']}")
+    for e in info["elements"]:
+        print(f"  {e['name']:<24} {e['dataset']:<4} {e['dtype']:<8} rows {e['rows']} x {tuple(e['row_shape'])}  "
+              f"{e['bytes']} bytes ({e['stored_bytes']} stored, compression {e['compression']})")
+    print("  config " + json.dumps(info["config"], sort_keys=True))
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    try:
+        reader = _open(args.file)
+        faults = reader.verify()
+        header = reader.header
+        reader.close()
+    except OfflineStorageError as exc:
+        faults, header = [str(exc)], None
+    if faults:
+        for fault in faults:
+            print(f"FAULT {fault}", file=sys.stderr)
+        print(f"{args.file}: {len(faults)} fault(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK, {header.num_chunks} chunks, {header.num_batches} batches, "
+          f"{header.num_samples} samples verified")
+    return 0

@@ -1,0 +1,133 @@
+"""A small LRU of resident chunks with background readahead of the next chunk."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from offline.reader import CacheReader, Chunk
+
+
+class ChunkCache:
+    """Holds at most ``max_resident_chunks`` chunks (the readahead one included).
+
+    ``get`` blocks until a chunk is resident; ``prefetch`` starts reading one in a
+    background thread. Safe to call from several threads: each chunk is read once however
+    many threads ask for it. After a fork the child starts empty (the parent's thread and
+    pending reads do not exist there).
+    """
+
+    def __init__(self, reader: CacheReader, max_resident_chunks: int = 2) -> None:
+        if isinstance(max_resident_chunks, bool) or not isinstance(max_resident_chunks, int) or max_resident_chunks < 1:
+            raise ValueError(f"max_resident_chunks must be a positive int, got {max_resident_chunks!r}")
+        self.reader = reader
+        self.max_resident_chunks = max_resident_chunks
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        # re-entrant: dropping a chunk under the lock runs its finalizer, which takes it
+        self._lock = threading.RLock()
+        self._entries: OrderedDict[int, Future] = OrderedDict()
+        self._executor: ThreadPoolExecutor | None = None
+        # Buffers of chunks that no one holds any more, reused for the next reads: fresh
+        # large arrays would cost page faults on every chunk, and freed ones would leave
+        # the allocator holding memory that makes the resident size drift.
+        self._free: list[np.ndarray] = []
+        self._generation = object()
+
+    def _acquire(self, nbytes: int) -> np.ndarray:
+        with self._lock:
+            fits = [i for i, b in enumerate(self._free) if b.nbytes >= nbytes]
+            if fits:
+                # by position: list.remove would compare arrays elementwise
+                return self._free.pop(min(fits, key=lambda i: self._free[i].nbytes))
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+
+    def _release(self, buffer: np.ndarray, generation: object) -> None:
+        with self._lock:
+            if generation is self._generation and len(self._free) < self.max_resident_chunks:
+                self._free.append(buffer)
+
+    def _check_process(self) -> None:
+        if self._pid != os.getpid():
+            self._reset()
+
+    def _evict(self) -> None:
+        while len(self._entries) > self.max_resident_chunks:
+            self._entries.popitem(last=False)
+
+    def _read(self, chunk: int) -> Chunk:
+        buffers: list[np.ndarray] = []
+
+        def allocate(nbytes: int) -> np.ndarray:
+            buffers.append(self._acquire(nbytes))
+            return buffers[-1]
+
+        result = self.reader.read_chunk(chunk, allocate)
+        # The chunk's arrays never leave this cache (callers get copies of batches), so
+        # once the chunk object is gone its buffer is free.
+        weakref.finalize(result, self._release, buffers[0], self._generation)
+        return result
+
+    def _load(self, chunk: int, future: Future) -> None:
+        try:
+            future.set_result(self._read(chunk))
+        except BaseException as exc:  # delivered to whoever asks for the chunk
+            future.set_exception(exc)
+            with self._lock:
+                if self._entries.get(chunk) is future:
+                    del self._entries[chunk]
+
+    def get(self, chunk: int) -> Chunk:
+        """Chunk ``chunk``, read now unless resident or already being read."""
+        self._check_process()
+        with self._lock:
+            future = self._entries.get(chunk)
+            owner = future is None
+            if owner:
+                future = Future()
+                self._entries[chunk] = future
+                self._evict()
+            else:
+                self._entries.move_to_end(chunk)
+        if owner:
+            self._load(chunk, future)
+        return future.result()
+
+    def prefetch(self, chunk: int) -> None:
+        """Start reading ``chunk`` in the background unless it is resident or in flight."""
+        if self.max_resident_chunks < 2:
+            return
+        self._check_process()
+        with self._lock:
+            if chunk in self._entries:
+                return
+            future: Future = Future()
+            self._entries[chunk] = future
+            self._evict()
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-readahead")
+            self._executor.submit(self._load, chunk, future)
+
+    def resident(self) -> list[int]:
+        """Chunks held or in flight, least recently used first."""
+        with self._lock:
+            return list(self._entries)
+
+    def close(self) -> None:
+        if self._executor is not None and self._pid == os.getpid():
+            self._executor.shutdown(wait=True)
+        self._reset()
+
+    def __getstate__(self) -> dict:
+        return {"reader": self.reader, "max_resident_chunks": self.max_resident_chunks}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()

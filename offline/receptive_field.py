@@ -1,0 +1,83 @@
+"""Cut point clouds into fixed-size receptive fields around keyed random centres."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from offline.pointcloud_io import PointCloud
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Receptive fields of a cloud: points (M, P, 3), features (M, P, F) or None, labels (M, P) or None."""
+
+    points: np.ndarray
+    features: np.ndarray | None
+    labels: np.ndarray | None
+
+
+class ReceptiveFieldSampler:
+    """Blocks of ``num_points`` points around random centres of a cloud.
+
+    Each field holds the ``num_points`` nearest neighbours of its centre; with ``radius``
+    only neighbours within that distance count and a sparse neighbourhood is filled by
+    repeating its points (drawn with the keyed generator). Centres are points of the cloud
+    drawn from ``SeedSequence([seed, cloud_index])``, so the fields are reproducible.
+    ``fields_per_cloud`` defaults to ``ceil(N / num_points)``. With ``center`` the block
+    coordinates are relative to the centre.
+    """
+
+    def __init__(self, num_points: int, *, radius: float | None = None, fields_per_cloud: int | None = None,
+                 center: bool = True, seed: int = 0) -> None:
+        if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 1:
+            raise ValueError(f"num_points must be a positive int, got {num_points!r}")
+        if radius is not None and not radius > 0:
+            raise ValueError(f"radius must be a positive number or None, got {radius!r}")
+        if fields_per_cloud is not None and (not isinstance(fields_per_cloud, int) or fields_per_cloud < 1):
+            raise ValueError(f"fields_per_cloud must be a positive int or None, got {fields_per_cloud!r}")
+        self.num_points = num_points
+        self.radius = None if radius is None else float(radius)
+        self.fields_per_cloud = fields_per_cloud
+        self.center = bool(center)
+        self.seed = int(seed)
+
+    def get_config(self) -> dict:
+        return {"type": "ReceptiveFieldSampler", "num_points": self.num_points, "radius": self.radius,
+                "fields_per_cloud": self.fields_per_cloud, "center": self.center, "seed": self.seed}
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "ReceptiveFieldSampler":
+        spec = dict(spec)
+        kind = spec.pop("type", "ReceptiveFieldSampler")
+        if str(kind).lower() != "receptivefieldsampler":
+            raise ValueError(f"sampler type must be 'ReceptiveFieldSampler', got {kind!r}")
+        return cls(**spec)
+
+    def __call__(self, cloud: PointCloud, cloud_index: int = 0) -> Fields:
+        """Fields of one cloud: points (M, num_points, 3), features (M, num_points, F), labels (M, num_points)."""
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(cloud_index)])))
+        n = cloud.points.shape[0]
+        if n == 0:
+            raise ValueError(f"cloud {cloud_index} has no points")
+        m = self.fields_per_cloud or -(-n // self.num_points)
+        centres = cloud.points[rng.integers(0, n, size=m)]
+        k = min(self.num_points, n)
+        bound = np.inf if self.radius is None else self.radius
+        dist, idx = cKDTree(cloud.points).query(centres, k=k, distance_upper_bound=bound)
+        dist, idx = dist.reshape(m, k), idx.reshape(m, k)
+        valid = np.isfinite(dist)  # the centre itself is always valid (distance 0)
+        counts = valid.sum(axis=1)
+        # positions [0, num_points) map onto the valid neighbours; missing slots repeat them
+        picks = np.broadcast_to(np.arange(self.num_points), (m, self.num_points)).copy()
+        short = picks >= counts[:, None]
+        picks[short] = (rng.random(int(short.sum())) * np.repeat(counts, short.sum(axis=1))).astype(np.int64)
+        rows = np.take_along_axis(idx, picks, axis=1)
+        points = cloud.points[rows]
+        if self.center:
+            points = points - centres[:, None, :]
+        features = None if cloud.features is None else cloud.features[rows]
+        labels = None if cloud.labels is None else cloud.labels[rows]
+        return Fields(points.astype(np.float32), features, labels)

@@ -1,0 +1,267 @@
+"""OfflineSequencer: serve a backbone's batches from an HDF5 chunk cache, augmenting at read time."""
+
+from __future__ import annotations
+
+import copy
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from offline import format as fmt
+from offline.build import build_cache, expected_fingerprint
+from offline.chunk_cache import ChunkCache
+from offline.errors import storage_error
+from offline.order import VisitOrder, visit_order
+from offline.pointcloud_source import PointCloudSource
+from offline.reader import CacheReader
+from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.registry import build_sequencer, register_sequencer
+
+
+@register_sequencer("OfflineSequencer", "DLOfflineSequencer")
+class OfflineSequencer(AbstractSequencer):
+    """Decorates a backbone sequencer with an offline HDF5 cache of its batches.
+
+    The backbone's un-augmented batches (in dataset order, plus fields cut from
+    ``offline_pcloud`` files) are written once to ``offline_storage``; training batches are
+    then read from it, whole chunks at a time, and augmented with the backbone's ``augment``
+    under the keyed generator ``make_rng(idx)``.
+
+    Args:
+        backbone: any `AbstractSequencer`, or its spec dict (built with ``X`` and ``y``).
+        offline_storage: path of the cache file; built on construction when missing.
+        chunk_size: batches per chunk (the unit of reading; one chunk must fit in memory).
+        chunk_randomization: visit the chunks in a new keyed order every pass after the first.
+        batch_randomization: likewise for the batches inside a chunk.
+        offline_pcloud: ``{"paths": [...], "sampler": {...}, "label_column": k, "use_features":
+            b}``: point-cloud files cut into fields and appended to the cache.
+        disable_offline_storage_writing: never build; a missing cache is an error.
+        compression: None, "none", "lzf" or "gzip".
+        force_rebuild: rebuild the cache even when a valid one exists.
+        max_resident_chunks: chunks held in memory at once, the readahead one included
+            (1 disables readahead).
+        progress: show a progress bar while building.
+        X, y: data for a backbone given as a spec dict.
+        **kwargs: `AbstractSequencer` options (seed, training, epoch_size, workers,
+            use_multiprocessing, max_queue_size); batch_size and drop_last belong to the
+            backbone.
+
+    Predict mode delegates to the backbone (dataset order, no cache).
+    """
+
+    def __init__(
+        self,
+        backbone: AbstractSequencer | dict,
+        offline_storage: str | os.PathLike,
+        *,
+        chunk_size: int = 8,
+        chunk_randomization: bool = False,
+        batch_randomization: bool = False,
+        offline_pcloud: dict | PointCloudSource | None = None,
+        disable_offline_storage_writing: bool = False,
+        compression: str | None = None,
+        force_rebuild: bool = False,
+        max_resident_chunks: int = 2,
+        progress: bool = True,
+        X: Any = None,
+        y: Any = None,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        for name in ("shuffle", "random_shuffle_indices", "batch_size", "drop_last"):
+            if name in kwargs:
+                raise TypeError(
+                    f"OfflineSequencer does not take {name}={kwargs[name]!r}: the batches come from "
+                    "the backbone, their order from chunk_randomization and batch_randomization"
+                )
+        if isinstance(backbone, dict):
+            spec = dict(backbone)
+            spec.setdefault("type", "Sequencer")
+            backbone = build_sequencer(spec, X, y)
+        elif X is not None or y is not None:
+            raise TypeError("X and y are only accepted with a backbone spec dict; give the data to the backbone")
+        if not isinstance(backbone, AbstractSequencer):
+            raise TypeError(f"backbone must be an AbstractSequencer or its spec dict, got {type(backbone).__name__}")
+        if isinstance(offline_storage, bytes) or not isinstance(offline_storage, (str, os.PathLike)):
+            raise TypeError(f"offline_storage must be a file path, got {offline_storage!r}")
+        self.backbone = backbone
+        self.offline_storage = os.fspath(offline_storage)
+        self.chunk_size = fmt.check_chunk_size(chunk_size)
+        self.chunk_randomization = bool(chunk_randomization)
+        self.batch_randomization = bool(batch_randomization)
+        self.compression = fmt.normalize_compression(compression)
+        self.disable_offline_storage_writing = bool(disable_offline_storage_writing)
+        self.offline_pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
+        self.max_resident_chunks = max_resident_chunks
+        self._reader: CacheReader | None = None
+        super().__init__(None, None, backbone.batch_size, shuffle=False, seed=seed, **kwargs)
+        self._open_cache(force_rebuild=bool(force_rebuild), progress=bool(progress))
+
+    # ---------------------------------------------------------------- cache
+    def _open_cache(self, *, force_rebuild: bool, progress: bool) -> None:
+        path = self.offline_storage
+        fingerprint = expected_fingerprint(self.backbone, self.chunk_size, self.offline_pcloud)
+        if force_rebuild or not os.path.exists(path):
+            if self.disable_offline_storage_writing:
+                raise storage_error(path, "the file does not exist and disable_offline_storage_writing=True "
+                                          "forbids building it")
+            build_cache(self.backbone, path, chunk_size=self.chunk_size, compression=self.compression,
+                        offline_pcloud=self.offline_pcloud, force=force_rebuild, progress=progress,
+                        extra_config={"offline_sequencer": self._offline_config()})
+        self._reader = CacheReader(path, expected_fingerprint=fingerprint)
+        self._chunks = ChunkCache(self._reader, self.max_resident_chunks)
+        self._orders: dict[int, VisitOrder] = {}
+        self._orders_lock = threading.Lock()
+        self._row_starts: np.ndarray | None = None
+
+    def _offline_config(self) -> dict:
+        return {
+            "offline_storage": self.offline_storage,
+            "chunk_size": self.chunk_size,
+            "chunk_randomization": self.chunk_randomization,
+            "batch_randomization": self.batch_randomization,
+            "compression": self.compression,
+        }
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        for key in ("shuffle", "batch_size"):
+            config.pop(key, None)
+        config.update(self._offline_config())
+        config.update(
+            backbone=self.backbone.get_config(),
+            offline_pcloud=None if self.offline_pcloud is None else self.offline_pcloud.get_config(),
+            disable_offline_storage_writing=self.disable_offline_storage_writing,
+            max_resident_chunks=self.max_resident_chunks,
+        )
+        return config
+
+    @property
+    def num_cache_batches(self) -> int:
+        """Batches stored in the cache (one pass)."""
+        return self._reader.header.num_batches
+
+    def _count_samples(self) -> int:
+        return 0 if self._reader is None else self._reader.header.num_samples
+
+    def get_input_data(self) -> tuple:
+        return self.backbone.get_input_data()
+
+    def set_input_data(self, X: Any, y: Any = None) -> None:
+        raise TypeError("OfflineSequencer serves its cache; give new data to a new backbone and cache file")
+
+    # ---------------------------------------------------------------- order
+    def _pass_batches(self) -> int:
+        return self._reader.header.num_batches
+
+    def _visit(self, pass_index: int) -> VisitOrder:
+        order = self._orders.get(pass_index)
+        if order is None:
+            order = visit_order(self._pass_batches(), self.chunk_size, self.seed, pass_index,
+                                chunk_randomization=self.chunk_randomization,
+                                batch_randomization=self.batch_randomization)
+            with self._orders_lock:
+                if len(self._orders) >= 4:
+                    self._orders.pop(next(iter(self._orders)))
+                self._orders[pass_index] = order
+        return order
+
+    def __len__(self) -> int:
+        if not self._training:
+            return len(self._predict_view())
+        if self.epoch_size is not None:
+            return self.epoch_size
+        if self._shard is not None:
+            return self._pass_batches() // self._shard[0]
+        return self._pass_batches()
+
+    def _position(self, idx: int) -> tuple[int, int]:
+        """(pass, position in that pass) of training batch ``idx`` of the current epoch."""
+        if not self._uses_stream():
+            return self.epoch, idx
+        if self._shard is not None:
+            k, i = self._shard
+            stream = (self.epoch * len(self) + idx) * k + i
+        else:
+            stream = self.epoch * self.epoch_size + idx
+        return divmod(stream, self._pass_batches())
+
+    def cache_batch_index(self, idx: int) -> int:
+        """The cache batch (file order) that training batch ``idx`` of the current epoch reads."""
+        idx = self._check_index(idx)
+        pass_index, position = self._position(idx)
+        return int(self._visit(pass_index).batches[position])
+
+    def batch_indices(self, idx: int) -> np.ndarray:
+        """The rows of the cache (file order) that training batch ``idx`` holds."""
+        batch = self.cache_batch_index(idx)
+        if self._row_starts is None:
+            self._row_starts = self._reader.batch_row_starts()
+        return np.arange(self._row_starts[batch], self._row_starts[batch + 1], dtype=np.int64)
+
+    # ---------------------------------------------------------------- batches
+    def read_cached_batch(self, idx: int) -> Any:
+        """The un-augmented batch that training batch ``idx`` reads, as fresh arrays."""
+        idx = self._check_index(idx)
+        pass_index, position = self._position(idx)
+        order = self._visit(pass_index)
+        batch = int(order.batches[position])
+        chunk = self._chunks.get(batch // self.chunk_size)
+        rank = int(order.chunk_rank[position])
+        if rank + 1 < len(order.chunks):
+            self._chunks.prefetch(int(order.chunks[rank + 1]))
+        else:
+            self._chunks.prefetch(int(self._visit(pass_index + 1).chunks[0]))
+        return chunk.batch(batch % self.chunk_size, self._reader.structure)
+
+    def getitem_training(self, idx: int) -> Any:
+        batch = self.read_cached_batch(idx)
+        if not isinstance(batch, tuple):
+            return self.backbone.augment(batch, self.make_rng(idx))
+        x = self.backbone.augment(batch[0], self.make_rng(idx))
+        return (x,) + tuple(batch[1:])
+
+    def _predict_view(self) -> AbstractSequencer:
+        view = getattr(self, "_predict_backbone", None)
+        if view is None:
+            view = copy.copy(self.backbone)
+            view.enable_predict_mode()
+            if self._shard is not None:
+                view = view.shard(*self._shard)
+            self._predict_backbone = view
+        return view
+
+    def getitem_predict(self, idx: int) -> tuple:
+        return self._predict_view()[idx]
+
+    def post_process_output(self, z: Any, idx: int | None = None) -> Any:
+        return self.backbone.post_process_output(z, idx)
+
+    # ---------------------------------------------------------------- views and pickling
+    def shard(self, num_shards: int, index: int) -> "OfflineSequencer":
+        if self.epoch_size is None and self._pass_batches() < num_shards:
+            raise ValueError(f"num_shards={num_shards} exceeds the {self._pass_batches()} batches of the cache")
+        view = super().shard(num_shards, index)
+        view._predict_backbone = None
+        return view
+
+    def subsample(self, n: int) -> "OfflineSequencer":
+        raise NotImplementedError("OfflineSequencer.subsample: subsample the backbone and cache it in its own file")
+
+    def close(self) -> None:
+        """Stop the readahead thread and close the file (reopened on the next read)."""
+        self._chunks.close()
+        self._reader.close()
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state.pop("_orders_lock", None)
+        state["_orders"] = {}
+        state["_predict_backbone"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._orders_lock = threading.Lock()

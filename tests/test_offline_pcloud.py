@@ -1,0 +1,113 @@
+"""Point-cloud files: readers, the receptive-field sampler, and appending fields to a cache."""
+
+import sys
+
+import numpy as np
+import pytest
+
+from offline import OfflineSequencer, PointCloudSource, ReceptiveFieldSampler, read_point_cloud
+from offline.pointcloud_io import PointCloud
+from sequencers import Sequencer
+
+
+def table(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform(0, 4, size=(n, 3))
+    intensity = rng.uniform(size=(n, 1))
+    label = rng.integers(0, 5, size=(n, 1))
+    return np.concatenate([xyz, intensity, label], axis=1)
+
+
+def check_cloud(cloud, t, label=True):
+    np.testing.assert_allclose(cloud.points, t[:, :3].astype(np.float32))
+    np.testing.assert_allclose(cloud.features[:, 0], t[:, 3].astype(np.float32))
+    if label:
+        np.testing.assert_array_equal(cloud.labels, t[:, 4].astype(np.int64))
+    assert cloud.points.dtype == np.float32
+
+
+def test_readers(tmp_path):
+    t = table()
+    np.save(tmp_path / "a.npy", t)
+    check_cloud(read_point_cloud(tmp_path / "a.npy", label_column=-1), t)
+    np.savez(tmp_path / "a.npz", points=t[:, :3], features=t[:, 3:4], labels=t[:, 4])
+    check_cloud(read_point_cloud(tmp_path / "a.npz"), t)
+    np.savetxt(tmp_path / "a.xyz", t, header="x y z intensity label")
+    check_cloud(read_point_cloud(tmp_path / "a.xyz", label_column=4), t)
+    with open(tmp_path / "a.csv", "w") as f:
+        f.write("x,y,z,i,label\n")
+        np.savetxt(f, t, delimiter=",")
+    check_cloud(read_point_cloud(tmp_path / "a.csv", label_column=4), t)
+    no_label = read_point_cloud(tmp_path / "a.npy")
+    assert no_label.labels is None and no_label.features.shape == (50, 2)
+    with pytest.raises(ValueError, match="unsupported suffix"):
+        read_point_cloud(tmp_path / "a.ply")
+    with pytest.raises(ValueError, match="label_column must index a column after x, y, z"):
+        read_point_cloud(tmp_path / "a.npy", label_column=1)
+
+
+def test_las_reader_and_missing_laspy(tmp_path, monkeypatch):
+    laspy = pytest.importorskip("laspy")
+    t = table()
+    las = laspy.create(point_format=2, file_version="1.2")
+    las.header.scales = [0.001] * 3
+    las.x, las.y, las.z = t[:, 0], t[:, 1], t[:, 2]
+    las.intensity = (t[:, 3] * 1000).astype(np.uint16)
+    las.classification = t[:, 4].astype(np.uint8)
+    las.write(tmp_path / "a.las")
+    cloud = read_point_cloud(tmp_path / "a.las")
+    np.testing.assert_allclose(cloud.points, t[:, :3], atol=1e-3)
+    np.testing.assert_array_equal(cloud.labels, t[:, 4])
+    assert cloud.features.shape == (50, 4)  # intensity, red, green, blue
+    monkeypatch.setitem(sys.modules, "laspy", None)
+    with pytest.raises(ImportError, match=r"pip install pointseq\[las\]"):
+        read_point_cloud(tmp_path / "a.las")
+
+
+def test_receptive_field_sampler():
+    t = table(200)
+    cloud = PointCloud(t[:, :3].astype(np.float32), t[:, 3:4].astype(np.float32), np.arange(200))
+    sampler = ReceptiveFieldSampler(16, radius=1.0, seed=3)
+    fields = sampler(cloud, cloud_index=2)
+    assert fields.points.shape == (13, 16, 3) and fields.features.shape == (13, 16, 1)
+    assert fields.labels.shape == (13, 16)
+    # the labels are point ids: every field point is its cloud point minus the field's centre
+    centres = cloud.points[fields.labels] - fields.points
+    np.testing.assert_allclose(centres, np.repeat(centres[:, :1], 16, axis=1), atol=1e-6)
+    assert np.linalg.norm(fields.points, axis=-1).max() <= 1.0 + 1e-6
+    again = sampler(cloud, cloud_index=2)
+    np.testing.assert_array_equal(again.labels, fields.labels)
+    assert not np.array_equal(sampler(cloud, cloud_index=3).labels, fields.labels)
+    knn = ReceptiveFieldSampler(16, fields_per_cloud=4, center=False)(cloud)
+    assert knn.points.shape == (4, 16, 3)
+    assert all(len(set(row)) == 16 for row in knn.labels.tolist())
+    with pytest.raises(ValueError, match="num_points must be a positive int, got 0"):
+        ReceptiveFieldSampler(0)
+
+
+def test_point_cloud_files_are_appended_to_the_cache(tmp_path):
+    paths = []
+    for i in range(2):
+        np.save(tmp_path / f"s{i}.npy", table(60, seed=i))
+        paths.append(str(tmp_path / f"s{i}.npy"))
+    spec = {"paths": paths, "label_column": -1, "use_features": False,
+            "sampler": {"type": "ReceptiveFieldSampler", "num_points": 8, "radius": 2.0, "seed": 1}}
+    X_fields, y_fields = PointCloudSource.from_spec(spec).arrays()
+    assert X_fields.shape == (16, 8, 3) and y_fields.shape == (16, 8)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 8, 3)).astype("float32")
+    y = rng.integers(0, 5, size=(6, 8))
+    backbone = Sequencer(X, y, batch_size=4, shuffle=False, seed=0)
+    seq = OfflineSequencer(backbone, str(tmp_path / "c.h5"), chunk_size=2, offline_pcloud=spec, progress=False)
+    assert len(seq) == 2 + 4 and seq.num_samples == 6 + 16
+    got_x = np.concatenate([seq[i][0] for i in range(len(seq))])
+    got_y = np.concatenate([seq[i][1] for i in range(len(seq))])
+    np.testing.assert_array_equal(got_x, np.concatenate([X, X_fields]))
+    np.testing.assert_array_equal(got_y, np.concatenate([y, y_fields]))
+    only_clouds = OfflineSequencer(Sequencer(batch_size=4, seed=0), str(tmp_path / "p.h5"), offline_pcloud=spec,
+                                   progress=False)
+    assert len(only_clouds) == 4
+    with pytest.raises(ValueError, match="offline_pcloud must be a dict with 'paths'"):
+        OfflineSequencer(backbone, str(tmp_path / "x.h5"), offline_pcloud=paths)
+    with pytest.raises(FileNotFoundError, match="offline_pcloud files do not exist"):
+        OfflineSequencer(backbone, str(tmp_path / "x.h5"), offline_pcloud={**spec, "paths": ["nope.npy"]})
