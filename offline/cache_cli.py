@@ -30,6 +30,7 @@ from offline import format as fmt
 from offline.usage_error import UsageError
 from offline.errors import OfflineStorageError
 from offline.reader import CacheReader
+from offline.spec_file import load_data, read_spec_file, resolve_sequencer_paths
 
 OFFLINE_TYPES = ("offlinesequencer", "dlofflinesequencer")
 
@@ -52,66 +53,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------------------- build
-def _resolve(base: str, path: Any, what: str) -> str:
-    if not isinstance(path, str):
-        raise UsageError(f"{what} must be a file path string, got {path!r}")
-    return path if os.path.isabs(path) else os.path.join(base, path)
-
-
-def _load_array(path: str, what: str) -> np.ndarray:
-    if not os.path.exists(path):
-        raise UsageError(f"{what} file {path!r} does not exist")
-    data = np.load(path)
-    if isinstance(data, np.lib.npyio.NpzFile):
-        with data:
-            if len(data.files) != 1:
-                raise UsageError(f"{what} file {path!r} must hold one array, got {data.files}")
-            return data[data.files[0]]
-    return data
-
-
-def _load_data(spec: Any, base: str, what: str) -> Any:
-    if spec is None:
-        return None
-    if isinstance(spec, list):
-        return tuple(_load_data(s, base, f"{what}[{i}]") for i, s in enumerate(spec))
-    if isinstance(spec, dict):
-        return {k: _load_data(s, base, f"{what}[{k!r}]") for k, s in spec.items()}
-    return _load_array(_resolve(base, spec, what), what)
-
-
 def load_build_spec(path: str) -> tuple[dict, Any, Any]:
     """The sequencer spec (paths resolved) and the X, y data of a build spec file."""
-    if not os.path.exists(path):
-        raise UsageError(f"spec file {path!r} does not exist")
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"spec file {path!r} is not valid JSON: {exc}") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("sequencer"), dict):
-        raise UsageError(f"spec file {path!r} must hold an object with a 'sequencer' object, "
-                         "e.g. {'sequencer': {'type': 'OfflineSequencer', ...}, 'data': {'X': 'x.npy'}}")
-    unknown = set(spec) - {"sequencer", "data"}
-    if unknown:
-        raise UsageError(f"spec file {path!r} has unknown keys {sorted(unknown)}; valid: sequencer, data")
-    base = os.path.dirname(os.path.abspath(path))
-    seq = dict(spec["sequencer"])
+    spec, base = read_spec_file(
+        path, {"sequencer", "data"},
+        "{'sequencer': {'type': 'OfflineSequencer', ...}, 'data': {'X': 'x.npy'}}")
+    seq = spec["sequencer"]
     if str(seq.get("type", "")).lower() not in OFFLINE_TYPES:
         raise UsageError(f"sequencer.type must be 'OfflineSequencer', got {seq.get('type')!r}")
     if "offline_storage" not in seq:
         raise UsageError("sequencer.offline_storage must name the cache file")
-    seq["offline_storage"] = _resolve(base, seq["offline_storage"], "sequencer.offline_storage")
-    pcloud = seq.get("offline_pcloud")
-    if isinstance(pcloud, dict) and "paths" in pcloud:
-        paths = pcloud["paths"] if isinstance(pcloud["paths"], list) else [pcloud["paths"]]
-        seq["offline_pcloud"] = {**pcloud, "paths": [_resolve(base, p, "offline_pcloud.paths") for p in paths]}
-    data = spec.get("data") or {}
-    if not isinstance(data, dict) or set(data) - {"X", "y"}:
-        raise UsageError(f"data must be an object with keys X and optionally y, got {data!r}")
-    X = _load_data(data.get("X"), base, "data.X")
-    y = _load_data(data.get("y"), base, "data.y")
-    return seq, X, y
+    X, y = load_data(spec.get("data"), base)
+    return resolve_sequencer_paths(seq, base), X, y
 
 
 def run_build(args: argparse.Namespace) -> int:
