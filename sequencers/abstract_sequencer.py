@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from sequencers.arguments import require_int
 from sequencers.structure import Structure
 from sequencers.worker_watchdog import ensure_watchdog
 
@@ -29,14 +30,6 @@ _SHUFFLE_STREAM = 1  # spawn key separating the shuffle stream from augmentation
 def keyed_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
     """The generator for batch ``idx`` of ``epoch``: the same numbers in any process."""
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, idx])))
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {value!r} ({type(value).__name__})")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class AbstractSequencer(keras.utils.PyDataset):
@@ -85,8 +78,8 @@ class AbstractSequencer(keras.utils.PyDataset):
                 f"{type(self).__name__} got unknown keyword argument(s): {unknown}. "
                 f"Valid keyword arguments are: {valid}"
             )
-        workers = _check_int("workers", workers, 1)
-        max_queue_size = _check_int("max_queue_size", max_queue_size, 1)
+        workers = require_int("workers", workers, 1)
+        max_queue_size = require_int("max_queue_size", max_queue_size, 1)
         super().__init__(
             workers=workers, use_multiprocessing=bool(use_multiprocessing),
             max_queue_size=max_queue_size,
@@ -94,13 +87,13 @@ class AbstractSequencer(keras.utils.PyDataset):
         if use_multiprocessing:
             # Keras creates the worker pool before it calls on_epoch_begin.
             ensure_watchdog()
-        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.batch_size = require_int("batch_size", batch_size, 1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.epoch_size = None if epoch_size is None else _check_int("epoch_size", epoch_size, 1)
+        self.epoch_size = None if epoch_size is None else require_int("epoch_size", epoch_size, 1)
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1)[0])
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = require_int("seed", seed, 0)
         self.epoch = 0
         self._training = bool(training)
         self._epoch_begun = False
@@ -172,7 +165,7 @@ class AbstractSequencer(keras.utils.PyDataset):
 
     # ---------------------------------------------------------------- epochs and state
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = _check_int("epoch", epoch, 0)
+        self.epoch = require_int("epoch", epoch, 0)
         self._epoch_begun = False
 
     def state_dict(self) -> dict:
@@ -183,7 +176,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         missing = {"seed", "epoch"} - set(state)
         if missing:
             raise KeyError(f"state dict lacks {sorted(missing)}; got keys {sorted(state)}")
-        self.seed = _check_int("state['seed']", state["seed"], 0)
+        self.seed = require_int("state['seed']", state["seed"], 0)
         self._order_cache = {}
         self.set_epoch(state["epoch"])
 
@@ -354,8 +347,8 @@ class AbstractSequencer(keras.utils.PyDataset):
         runs ``len(self)`` steps per epoch and a remainder carries into the next epoch rather
         than being dropped or repeated.
         """
-        num_shards = _check_int("num_shards", num_shards, 1)
-        index = _check_int("index", index, 0)
+        num_shards = require_int("num_shards", num_shards, 1)
+        index = require_int("index", index, 0)
         if index >= num_shards:
             raise ValueError(f"index must be in [0, {num_shards}), got {index}")
         if self._shard is not None:
@@ -374,7 +367,7 @@ class AbstractSequencer(keras.utils.PyDataset):
 
     def subsample(self, n: int) -> "AbstractSequencer":
         """A copy over the first ``n`` samples, e.g. to look at a few augmented batches."""
-        n = _check_int("n", n, 1)
+        n = require_int("n", n, 1)
         if n > self.num_samples:
             raise ValueError(f"n must be <= num_samples={self.num_samples}, got {n}")
         view = copy.copy(self)

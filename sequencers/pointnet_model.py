@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from sequencers.arguments import require_int
+
 
 def build_pointnet_segmentation_model(
     num_points: int, num_classes: int, *, num_features: int = 3, width: int = 64
@@ -16,8 +18,7 @@ def build_pointnet_segmentation_model(
     """
     for name, value in (("num_points", num_points), ("num_classes", num_classes),
                         ("num_features", num_features), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+        require_int(name, value, 1)
     points = keras.Input((num_points, num_features), name="points")
     local = keras.layers.Dense(width // 2, activation="relu")(points)
     local = keras.layers.Dense(width, activation="relu")(local)

@@ -8,6 +8,7 @@ import numpy as np
 
 from augment import Augmentor
 from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.arguments import as_augmentor
 from sequencers.registry import register_sequencer
 from sequencers.structure import (
     Structure,
@@ -47,14 +48,7 @@ class Sequencer(AbstractSequencer):
         vector_inputs: Sequence[InputKey] | InputKey | None = None,
         **kwargs: Any,
     ) -> None:
-        if isinstance(augmentor, dict):
-            augmentor = Augmentor.from_spec(augmentor)
-        elif augmentor is not None and not isinstance(augmentor, Augmentor):
-            raise TypeError(
-                "augmentor must be an augment.Augmentor, its spec dict or None, "
-                f"got {type(augmentor).__name__}"
-            )
-        self.augmentor = augmentor
+        self.augmentor = as_augmentor(augmentor)
         self._augment_inputs_arg = augment_inputs
         self._vector_inputs_arg = vector_inputs
         self._X: Structure = None

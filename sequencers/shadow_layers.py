@@ -13,6 +13,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from sequencers.arguments import require_int
+
 __all__ = ["PoolToParent", "UnpoolToChild", "MaskedDense"]
 
 _REDUCTIONS = ("mean", "max", "sum")
@@ -110,9 +112,7 @@ class MaskedDense(keras.layers.Layer):
 
     def __init__(self, units: int, activation=None, use_bias: bool = True, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(units, bool) or not isinstance(units, int) or units < 1:
-            raise ValueError(f"units must be a positive int, got {units!r}")
-        self.units = units
+        self.units = require_int("units", units, 1)
         self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
         self.dense = keras.layers.Dense(units, activation=activation, use_bias=use_bias)

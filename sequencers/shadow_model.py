@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import keras
 
+from sequencers.arguments import require_int
+
 from sequencers.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
 
 __all__ = ["build_shadow_segmentation_model", "shadow_input_names"]
@@ -49,8 +51,7 @@ def build_shadow_segmentation_model(
         ("width", width, 1),
     )
     for name, value, low in checks:
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        require_int(name, value, low)
     rows = [int(r) for r in max_rows]
     if len(rows) != depth or any(r < 1 for r in rows):
         raise ValueError(

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.arguments import as_augmentor
 from sequencers.registry import register_sequencer
 from sequencers.sparse_grid import SparseGrid
 
@@ -148,17 +149,7 @@ class SparseShadowSequencer(AbstractSequencer):
             if grids is not None:
                 raise TypeError("pass the grids once, as grids or as X, not both")
             grids = X
-        if augmentor is not None:
-            from augment import Augmentor
-
-            if isinstance(augmentor, dict):
-                augmentor = Augmentor.from_spec(augmentor)
-            elif not isinstance(augmentor, Augmentor):
-                raise TypeError(
-                    "augmentor must be an augment.Augmentor, its spec dict or None, "
-                    f"got {type(augmentor).__name__}"
-                )
-        self.augmentor = augmentor
+        self.augmentor = as_augmentor(augmentor)
         self._max_rows_arg = None if max_rows is None else tuple(max_rows)
         self._grids: list[SparseGrid] = []
         self.max_rows: tuple[int, ...] = ()

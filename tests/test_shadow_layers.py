@@ -66,7 +66,7 @@ def test_layer_configs_round_trip():
     "make, match",
     [
         (lambda: PoolToParent("median"), r"reduction must be one of .*got 'median'"),
-        (lambda: MaskedDense(0), r"units must be a positive int, got 0"),
+        (lambda: MaskedDense(0), r"units must be an int >= 1, got 0"),
         (lambda: build_shadow_segmentation_model(1, 2, 2, [10]), r"max_rows must hold 2"),
         (
             lambda: build_shadow_segmentation_model(1, 1, 2, [10, 5]),

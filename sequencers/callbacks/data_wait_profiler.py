@@ -7,7 +7,7 @@ from typing import Callable
 
 import keras
 
-from sequencers.abstract_sequencer import _check_int
+from sequencers.arguments import require_int
 
 # Backends whose train function pulls the batch itself, so waiting for it is step time.
 IN_STEP_BACKENDS = ("tensorflow", "jax")
@@ -47,7 +47,7 @@ class DataWaitProfiler(keras.callbacks.Callback):
         self, warmup_steps: int = 1, clock: Callable[[], float] = time.perf_counter
     ) -> None:
         super().__init__()
-        self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
+        self.warmup_steps = require_int("warmup_steps", warmup_steps, 0)
         self.clock = clock
         self.records: list[dict] = []
         self._steps_in_fit = 0

@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from sequencers.abstract_sequencer import _check_int
+from sequencers.arguments import require_int
 
 
 class IntervalEvaluator(keras.callbacks.Callback):
@@ -59,20 +59,20 @@ class IntervalEvaluator(keras.callbacks.Callback):
                 f"every_n_updates={every_n_updates!r} and every_n_samples={every_n_samples!r}"
             )
         if every_n_samples is not None:
-            every_n_samples = _check_int("every_n_samples", every_n_samples, 1)
+            every_n_samples = require_int("every_n_samples", every_n_samples, 1)
             if batch_size is None:
                 raise ValueError(
                     "every_n_samples needs batch_size (the training batch size) to count "
                     "samples, got batch_size=None"
                 )
         else:
-            every_n_updates = _check_int("every_n_updates", every_n_updates, 1)
+            every_n_updates = require_int("every_n_updates", every_n_updates, 1)
         self.sequencer = sequencer
         self.every_n_updates = every_n_updates
         self.every_n_samples = every_n_samples
-        self.batch_size = None if batch_size is None else _check_int("batch_size", batch_size, 1)
+        self.batch_size = None if batch_size is None else require_int("batch_size", batch_size, 1)
         self.prefix = str(prefix)
-        self.steps = None if steps is None else _check_int("steps", steps, 1)
+        self.steps = None if steps is None else require_int("steps", steps, 1)
         self.same_batches = bool(same_batches)
         self.verbose = verbose
         self._eval_epoch = getattr(sequencer, "epoch", None)
