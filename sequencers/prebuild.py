@@ -16,7 +16,9 @@ def prebuild_model(model: keras.Model, sequencer: AbstractSequencer) -> None:
     repeats some batches and misses others. Building the model beforehand skips that pass.
     The weights are not changed. Harmless, and unnecessary, on TensorFlow.
     """
-    batch = sequencer.load_batch(sequencer.predict_indices(0))
-    x, y = batch[0], batch[1]
+    # A decorator (OfflineSequencer) builds its batches from its backbone's.
+    source = getattr(sequencer, "backbone", sequencer)
+    indices = source.predict_indices(0)
+    batch = source.load_batch(indices)
     sample_weight = batch[2] if len(batch) > 2 else None
-    model.evaluate(x, y, sample_weight=sample_weight, batch_size=len(sequencer.predict_indices(0)), verbose=0)
+    model.evaluate(batch[0], batch[1], sample_weight=sample_weight, batch_size=len(indices), verbose=0)

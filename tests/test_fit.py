@@ -1,10 +1,10 @@
 """Sequencers through model.fit / evaluate / predict, in every worker mode."""
 
-import keras
 import numpy as np
 import pytest
 
-from conftest import make_deterministic
+from conftest import dense_data, make_deterministic
+from conftest import dense_model as make_model
 from sequencers import EpochSync, Sequencer, prebuild_model
 
 WORKER_MODES = {
@@ -14,31 +14,8 @@ WORKER_MODES = {
 }
 
 
-def make_data(kind, n=24):
-    rng = np.random.default_rng(1)
-    points = rng.normal(size=(n, 8, 3)).astype("float32")
-    feats = rng.normal(size=(n, 8, 2)).astype("float32")
-    y = (points[:, :, 2].mean(axis=1) > 0).astype("float32")[:, None]
-    if kind == "single":
-        return points, y
-    if kind == "tuple":
-        return [points, feats], y
-    return {"points": points, "feats": feats}, y
-
-
-def make_model(kind):
-    points = keras.Input((8, 3), name="points")
-    if kind == "single":
-        inputs, merged = points, points
-    else:
-        feats = keras.Input((8, 2), name="feats")
-        inputs = [points, feats] if kind == "tuple" else {"points": points, "feats": feats}
-        merged = keras.layers.Concatenate()([points, feats])
-    h = keras.layers.GlobalAveragePooling1D()(keras.layers.Dense(4, activation="relu")(merged))
-    out = keras.layers.Dense(1, activation="sigmoid")(h)
-    model = keras.Model(inputs, out)
-    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy", metrics=["accuracy"])
-    return model
+def make_data(kind):
+    return dense_data(kind, n=24)
 
 
 def fit_weights(kind, mode, epochs=2):
