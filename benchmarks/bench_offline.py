@@ -1,9 +1,12 @@
 """OfflineSequencer read and build throughput against raw h5py, tf.data and a naive PyDataset.
 
 Prints one JSON object. Every figure is measured in this run on the same file, so the
-ratios compare like with like (the file sits in the page cache for all readers).
+ratios compare like with like (the file sits in the page cache for all readers). Reading
+runs with chunk and batch randomization on. The build (batches gathered from the backbone,
+the data fingerprinted, chunks written) is compared with two raw writes of the same arrays:
+a plain contiguous one, and one with the cache's dataset options (chunked, fletcher32).
 
-    python benchmarks/bench_offline.py [--batches 48] [--points 4096] [--repeats 3]
+    python benchmarks/bench_offline.py [--batches 48] [--points 4096] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from offline import OfflineSequencer, build_cache  # noqa: E402
 from offline.order import visit_order  # noqa: E402
+from offline.writer import storage_chunks  # noqa: E402
 from sequencers import Sequencer  # noqa: E402
 
 
@@ -66,7 +70,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--points", type=int, default=4096)
     parser.add_argument("--chunk-size", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     import tensorflow as tf
 
@@ -85,16 +89,20 @@ def main() -> None:
                 os.remove(path)
             build_cache(backbone, path, chunk_size=args.chunk_size, progress=False)
 
-        def raw_write():
+        def raw_write(same_options=False):
             raw = os.path.join(tmp, "raw.h5")
             if os.path.exists(raw):
                 os.remove(raw)
             with h5py.File(raw, "w") as f:
-                f.create_dataset("X", data=X)
-                f.create_dataset("y", data=y)
+                for name, a in (("X", X), ("y", y)):
+                    if same_options:  # the cache's layout: chunked storage with fletcher32 checksums
+                        f.create_dataset(name, data=a, chunks=storage_chunks(a.shape, a.itemsize), fletcher32=True)
+                    else:
+                        f.create_dataset(name, data=a)
 
         t_build = best(build, args.repeats)
         t_raw_write = best(raw_write, args.repeats)
+        t_raw_write_same = best(lambda: raw_write(same_options=True), args.repeats)
 
         seq = OfflineSequencer(backbone, path, chunk_size=args.chunk_size, chunk_randomization=True,
                                batch_randomization=True, seed=0, progress=False)
@@ -146,12 +154,14 @@ def main() -> None:
             "read_mb_per_s": {"offline_sequencer": round(mb / t_offline), "raw_h5py_chunk_read_direct": round(mb / t_raw_read),
                               "tf_data_from_generator_batch_slices": round(mb / t_tf),
                               "naive_pydataset_open_and_slice": round(mb / t_naive)},
-            "write_mb_per_s": {"build_cache": round(mb / t_build), "raw_h5py_write": round(mb / t_raw_write)},
+            "write_mb_per_s": {"build_cache": round(mb / t_build), "raw_h5py_write": round(mb / t_raw_write),
+                               "raw_h5py_write_chunked_fletcher32": round(mb / t_raw_write_same)},
             "ratios": {
                 "offline_vs_raw_read (target >= 0.8)": round(t_raw_read / t_offline, 2),
                 "offline_vs_tf_data (target >= 2)": round(t_tf / t_offline, 2),
                 "offline_vs_naive_pydataset (target >= 3)": round(t_naive / t_offline, 2),
                 "build_vs_raw_write (target >= 0.7)": round(t_raw_write / t_build, 2),
+                "build_vs_raw_write_same_dataset_options": round(t_raw_write_same / t_build, 2),
             },
         }
         print(json.dumps(result))

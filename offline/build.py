@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import Any, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterator
 
 from offline import format as fmt
 from offline.errors import OfflineStorageError
-from offline.fingerprint import cache_fingerprint, data_digest
+from offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
 from offline.pointcloud_source import PointCloudSource
 from offline.reader import CacheReader
 from offline.writer import CacheWriter
@@ -25,26 +26,45 @@ def content_config(backbone: Any) -> dict:
     return {k: v for k, v in backbone.get_config().items() if k not in READ_TIME_KEYS}
 
 
-def backbone_digest(backbone: Any) -> str:
-    """Digest of the backbone's data (``get_input_data()``)."""
+# Below this many bytes of data the fingerprint is computed before the build starts: a
+# thread would not pay for itself.
+_HASH_ASIDE_BYTES = 1 << 23
+
+
+def _input_data(backbone: Any) -> tuple:
     try:
-        X, y = backbone.get_input_data()
+        return backbone.get_input_data()
     except NotImplementedError:
         raise TypeError(
             f"{type(backbone).__name__} must implement get_input_data() so the offline cache can "
             "fingerprint its data"
         ) from None
-    return data_digest(X, y)
+
+
+def backbone_digest(backbone: Any) -> str:
+    """Digest of the backbone's data (``get_input_data()``)."""
+    return data_digest(*_input_data(backbone))
+
+
+def _fingerprint_job(backbone: Any, chunk_size: int, pcloud: PointCloudSource | None) -> tuple[Callable[[], str], int]:
+    """Check the backbone now; return the fingerprint computation and the bytes it hashes."""
+    config = {"backbone": content_config(backbone)}
+    X, y = _input_data(backbone)
+    if pcloud is not None:  # the files' bytes count, not where they lie
+        config["offline_pcloud"] = {k: v for k, v in pcloud.get_config().items() if k != "paths"}
+
+    def compute() -> str:
+        digest = data_digest(X, y)
+        if pcloud is not None:
+            digest += pcloud.digest()
+        return cache_fingerprint(config, digest, chunk_size)
+
+    return compute, data_nbytes(X, y)
 
 
 def expected_fingerprint(backbone: Any, chunk_size: int, pcloud: PointCloudSource | None = None) -> str:
     """The fingerprint a cache of ``backbone`` (plus ``pcloud``) built with ``chunk_size`` carries."""
-    config = {"backbone": content_config(backbone)}
-    digest = backbone_digest(backbone)
-    if pcloud is not None:  # the files' bytes count, not where they lie
-        config["offline_pcloud"] = {k: v for k, v in pcloud.get_config().items() if k != "paths"}
-        digest += pcloud.digest()
-    return cache_fingerprint(config, digest, chunk_size)
+    return _fingerprint_job(backbone, chunk_size, pcloud)[0]()
 
 
 def dataset_batches(sequencer: Any, start: int = 0) -> Iterator[tuple]:
@@ -92,14 +112,38 @@ def build_cache(
     into place; a build interrupted before that resumes from the temp file's last complete
     chunk. Returns ``path``.
     """
+    build_and_fingerprint(backbone, path, chunk_size=chunk_size, compression=compression,
+                          offline_pcloud=offline_pcloud, force=force, progress=progress,
+                          extra_config=extra_config)
+    return os.fspath(path)
+
+
+def build_and_fingerprint(
+    backbone: Any,
+    path: str,
+    *,
+    chunk_size: int = 8,
+    compression: str | None = None,
+    offline_pcloud: PointCloudSource | dict | None = None,
+    force: bool = False,
+    progress: bool = True,
+    extra_config: dict | None = None,
+) -> str:
+    """:func:`build_cache`, returning the cache's fingerprint (so callers need not hash again).
+
+    The data is hashed in a background thread while batches are written (hashlib
+    releases the GIL); the temp file gets its fingerprint as soon as it is known, and a
+    temp file without one is never resumed.
+    """
     path = os.fspath(path)
     fmt.check_chunk_size(chunk_size)
     compression_name = fmt.normalize_compression(compression)
     pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
-    fingerprint = expected_fingerprint(backbone, chunk_size, pcloud)
+    job, nbytes = _fingerprint_job(backbone, chunk_size, pcloud)
     if os.path.exists(path) and not force:
+        fingerprint = job()
         CacheReader(path, expected_fingerprint=fingerprint).close()
-        return path
+        return fingerprint
     config = {
         "backbone": backbone.get_config(),
         "chunk_size": chunk_size,
@@ -107,34 +151,53 @@ def build_cache(
         "offline_pcloud": None if pcloud is None else pcloud.get_config(),
         **(extra_config or {}),
     }
-    writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
-                         fingerprint=fingerprint, config=config, compression=compression_name)
+    hasher = None
+    if nbytes >= _HASH_ASIDE_BYTES and not os.path.exists(fmt.temp_path(path)):
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-fingerprint")
+        pending: Future = hasher.submit(job)
+    else:  # resuming a temp file needs its fingerprint before anything is written
+        pending = Future()
+        pending.set_result(job())
+    writer = None
     try:
-        sources = _sources(backbone, pcloud)
-        total = sum(count_dataset_batches(s) for s in sources)
-        bar = None
-        if progress:
-            import keras
-
-            bar = keras.utils.Progbar(total, unit_name="batch")
-        skip = writer.batches_done
-        done = 0
-        for source in sources:
-            count = count_dataset_batches(source)
-            if skip >= count:
-                skip -= count
-                done += count
-                continue
-            done += skip
-            for batch in dataset_batches(source, start=skip):
-                writer.append(batch)
-                done += 1
-                if bar is not None:
-                    bar.update(done)
-            skip = 0
-        if writer.batches_appended != total:
-            raise OfflineStorageError(
-                f"offline cache {path!r}: the sources gave {writer.batches_appended} batches, expected {total}")
-        return writer.finalize()
+        writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
+                             fingerprint=pending.result() if pending.done() else None, config=config,
+                             compression=compression_name)
+        _write_batches(writer, _sources(backbone, pcloud), pending, progress)
+        writer.set_fingerprint(pending.result())
+        writer.finalize()
+        return pending.result()
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
+        if hasher is not None:
+            hasher.shutdown(wait=False)
+
+
+def _write_batches(writer: CacheWriter, sources: list[Any], pending: Future, progress: bool) -> None:
+    total = sum(count_dataset_batches(s) for s in sources)
+    bar = None
+    if progress:
+        import keras
+
+        bar = keras.utils.Progbar(total, unit_name="batch")
+    skip = writer.batches_done
+    done = 0
+    for source in sources:
+        count = count_dataset_batches(source)
+        if skip >= count:
+            skip -= count
+            done += count
+            continue
+        done += skip
+        for batch in dataset_batches(source, start=skip):
+            if writer.fingerprint is None and pending.done():
+                writer.set_fingerprint(pending.result())
+            writer.append(batch)
+            done += 1
+            if bar is not None:
+                bar.update(done)
+        skip = 0
+    if writer.batches_appended != total:
+        raise OfflineStorageError(
+            f"offline cache {writer.path!r}: the sources gave {writer.batches_appended} batches, expected {total}")

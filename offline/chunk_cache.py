@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import weakref
 from collections import OrderedDict
@@ -11,6 +12,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from offline.reader import CacheReader, Chunk
+
+
+def _refs(pool: list, i: int) -> int:
+    return sys.getrefcount(pool[i])
+
+
+# References to a pooled buffer that nothing else holds, counted the way _idle counts them.
+_POOL_ONLY_REFS = _refs([np.empty(1, dtype=np.uint8)], 0)
+
+
+def _idle(pool: list, i: int) -> bool:
+    """Whether ``pool[i]`` is referenced by the pool alone.
+
+    Every array read into a buffer, and every batch sliced from those arrays, is a view
+    whose ``base`` is the buffer itself (numpy collapses chains of views to the owner), so
+    a batch still alive anywhere keeps its buffer's count above the pool's own.
+    """
+    return _refs(pool, i) <= _POOL_ONLY_REFS
 
 
 class ChunkCache:
@@ -35,24 +54,30 @@ class ChunkCache:
         self._lock = threading.RLock()
         self._entries: OrderedDict[int, Future] = OrderedDict()
         self._executor: ThreadPoolExecutor | None = None
-        # Buffers of chunks that no one holds any more, reused for the next reads: fresh
-        # large arrays would cost page faults on every chunk, and freed ones would leave
-        # the allocator holding memory that makes the resident size drift.
+        # Buffers of chunks that this cache no longer holds, reused for the next reads once
+        # no batch view of them is alive: fresh large arrays would cost page faults on every
+        # chunk, and freed ones would leave the allocator holding memory that makes the
+        # resident size drift.
         self._free: list[np.ndarray] = []
         self._generation = object()
 
     def _acquire(self, nbytes: int) -> np.ndarray:
         with self._lock:
-            fits = [i for i, b in enumerate(self._free) if b.nbytes >= nbytes]
+            fits = [i for i in range(len(self._free)) if self._free[i].nbytes >= nbytes and _idle(self._free, i)]
             if fits:
                 # by position: list.remove would compare arrays elementwise
-                return self._free.pop(min(fits, key=lambda i: self._free[i].nbytes))
+                buffer = self._free.pop(min(fits, key=lambda i: self._free[i].nbytes))
+                buffer.flags.writeable = True  # the reader left it read-only; no view of it is left
+                return buffer
         return np.empty(max(nbytes, 1), dtype=np.uint8)
 
     def _release(self, buffer: np.ndarray, generation: object) -> None:
         with self._lock:
-            if generation is self._generation and len(self._free) < self.max_resident_chunks:
-                self._free.append(buffer)
+            if generation is not self._generation:
+                return
+            self._free.append(buffer)
+            if len(self._free) > self.max_resident_chunks:
+                self._free.pop(0)  # the oldest; batch views still using it keep it alive
 
     def _check_process(self) -> None:
         if self._pid != os.getpid():
@@ -70,8 +95,8 @@ class ChunkCache:
             return buffers[-1]
 
         result = self.reader.read_chunk(chunk, allocate)
-        # The chunk's arrays never leave this cache (callers get copies of batches), so
-        # once the chunk object is gone its buffer is free.
+        # Once the chunk object is gone the buffer returns to the pool; _acquire reuses it
+        # only when no batch view of it is left.
         weakref.finalize(result, self._release, buffers[0], self._generation)
         return result
 

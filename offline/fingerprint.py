@@ -44,6 +44,21 @@ def _hash_nested(h: "hashlib._Hash", value: Any) -> None:
         _hash_array(h, value)
 
 
+def _nested_nbytes(value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, dict):
+        return sum(_nested_nbytes(v) for v in value.values())
+    if isinstance(value, (tuple, list)):
+        return sum(_nested_nbytes(v) for v in value)
+    return int(np.asarray(value).nbytes)
+
+
+def data_nbytes(*data: Any) -> int:
+    """Bytes that :func:`data_digest` hashes for ``data`` (to decide whether to hash aside)."""
+    return sum(_nested_nbytes(v) for v in data)
+
+
 def data_digest(*data: Any) -> str:
     """SHA-1 digest of nested arrays (dtype, shape and bytes of each leaf).
 

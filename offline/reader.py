@@ -43,7 +43,7 @@ if hasattr(os, "register_at_fork"):
 
 @dataclass
 class Chunk:
-    """The arrays of one chunk, resident in memory; batches are copied out of it."""
+    """The arrays of one chunk, resident in memory and read-only; batches are views of them."""
 
     index: int
     inputs: list[np.ndarray]
@@ -64,17 +64,32 @@ class Chunk:
         out = []
         for k, array in enumerate(arrays):
             start, stop = (offsets[j], offsets[j + 1]) if offsets.ndim == 1 else (offsets[j, k], offsets[j + 1, k])
-            out.append(array[start:stop].copy())  # a copy: callers may mutate, the chunk is shared
+            out.append(array[start:stop])
         return out
 
-    def batch(self, j: int, structure: BatchStructure) -> Any:
-        """Batch ``j`` of this chunk in its original nesting, as fresh arrays."""
+    def rows_are_samples(self) -> bool:
+        """Whether every element, input or reference, has one row per sample of each batch."""
+        if self.input_offsets.ndim != 1 or self.reference_offsets.ndim != 1:
+            return False
+        return not self.references or np.array_equal(self.input_offsets, self.reference_offsets)
+
+    def batch(self, j: int, structure: BatchStructure, rows: int | None = None) -> Any:
+        """Batch ``j`` of this chunk in its original nesting, as read-only views.
+
+        ``rows`` keeps only the first rows of every element (its first samples); it needs
+        :meth:`rows_are_samples`.
+        """
         if not 0 <= j < self.num_batches:
             raise IndexError(f"batch {j} out of range for chunk {self.index} of {self.num_batches} batches")
-        return structure.rebuild(
-            self._slices(self.inputs, self.input_offsets, j),
-            self._slices(self.references, self.reference_offsets, j),
-        )
+        inputs = self._slices(self.inputs, self.input_offsets, j)
+        references = self._slices(self.references, self.reference_offsets, j)
+        if rows is not None:
+            if not self.rows_are_samples():
+                raise ValueError(f"chunk {self.index}: its elements do not share row counts, so a batch "
+                                 f"cannot be cut to its first {rows} samples")
+            inputs = [a[:rows] for a in inputs]
+            references = [a[:rows] for a in references]
+        return structure.rebuild(inputs, references)
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,8 @@ class CacheReader:
             raise storage_error(self.path, "the file does not exist")
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        # chunk -> (input, reference) batch offsets, read and checked on its first read
+        self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with _IO_LOCK:
             self.header = _read_header(self._handle(), self.path, expected_fingerprint)
 
@@ -174,6 +191,7 @@ class CacheReader:
         state = self.__dict__.copy()
         state["_file"] = None
         state["_pid"] = None
+        state["_offsets"] = {}
         return state
 
     # -- reading -------------------------------------------------------------------------
@@ -186,6 +204,8 @@ class CacheReader:
 
         ``allocate(nbytes)`` may supply one uint8 buffer of at least ``nbytes`` that the
         chunk's arrays are laid out in (a pool reuses them); by default each array is new.
+        The arrays, and that buffer, are read-only once read: batches are views of them,
+        so nothing downstream can change what a later request for the same batch gets.
         """
         if not 0 <= chunk < self.header.num_chunks:
             raise IndexError(f"chunk must be in [0, {self.header.num_chunks}), got {chunk}")
@@ -193,50 +213,61 @@ class CacheReader:
         structure = self.header.structure
         with _IO_LOCK:
             f = self._handle()
-            try:
-                data = f[fmt.DATA_GROUP][name]
-                refs = f[fmt.REFERENCES_GROUP][name]
-            except KeyError:
-                raise storage_error(self.path, "the chunk group is missing", chunk=chunk) from None
-            if not (data.attrs.get("complete", False) and refs.attrs.get("complete", False)):
-                raise storage_error(self.path, "the chunk is incomplete", chunk=chunk)
-            names = [(data, f"{fmt.INPUT_PREFIX}{k}") for k in range(len(structure.input_names))]
-            names += [(refs, f"{fmt.REFERENCE_PREFIX}{k}") for k in range(len(structure.reference_names))]
-            arrays = self._read_datasets(names, chunk, allocate)
-            input_offsets, reference_offsets = self._read_datasets(
-                [(data, fmt.OFFSETS), (refs, fmt.OFFSETS)], chunk, None)
+            offsets = self._offsets.get(chunk)
+            if offsets is None:
+                try:
+                    data = f[fmt.DATA_GROUP][name]
+                    refs = f[fmt.REFERENCES_GROUP][name]
+                except KeyError:
+                    raise storage_error(self.path, "the chunk group is missing", chunk=chunk) from None
+                if not (data.attrs.get("complete", False) and refs.attrs.get("complete", False)):
+                    raise storage_error(self.path, "the chunk is incomplete", chunk=chunk)
+                offsets = tuple(self._read_datasets(
+                    f, [f"/{fmt.DATA_GROUP}/{name}/{fmt.OFFSETS}", f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.OFFSETS}"],
+                    chunk, None))
+            paths = [f"/{fmt.DATA_GROUP}/{name}/{fmt.INPUT_PREFIX}{k}" for k in range(len(structure.input_names))]
+            paths += [f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.REFERENCE_PREFIX}{k}"
+                      for k in range(len(structure.reference_names))]
+            arrays = self._read_datasets(f, paths, chunk, allocate)
+        input_offsets, reference_offsets = offsets
         inputs, references = arrays[: len(structure.input_names)], arrays[len(structure.input_names):]
         expected = self.header.batches_in_chunk(chunk)
         self._check_offsets(input_offsets, inputs, expected, chunk, "input")
         self._check_offsets(reference_offsets, references, expected, chunk, "reference")
+        # Checked once: later reads of the chunk skip these small reads (the file is final).
+        self._offsets[chunk] = offsets
         return Chunk(chunk, inputs, references, input_offsets, reference_offsets)
 
-    def _read_datasets(self, names: list[tuple[h5py.Group, str]], chunk: int,
+    def _read_datasets(self, f: h5py.File, paths: list[str], chunk: int,
                        allocate: Callable[[int], np.ndarray] | None) -> list[np.ndarray]:
         try:
-            datasets = [(group[name], f"{group.name}/{name}") for group, name in names]
+            datasets = [f[path] for path in paths]
         except KeyError as exc:
             raise storage_error(self.path, f"a dataset is missing ({exc})", chunk=chunk) from None
+        specs = [(ds.shape, ds.dtype) for ds in datasets]  # each property is a call into HDF5
         layout, total = [], 0
-        for ds, _ in datasets:
+        for shape, dtype in specs:
             layout.append(total)
-            total += -(-int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize // _ALIGN) * _ALIGN
+            total += -(-int(np.prod(shape, dtype=np.int64)) * dtype.itemsize // _ALIGN) * _ALIGN
         buffer = None if allocate is None else allocate(total)
         out = []
-        for (ds, name), start in zip(datasets, layout):
+        for ds, path, (shape, dtype), start in zip(datasets, paths, specs, layout):
             if buffer is None:
-                array = np.empty(ds.shape, dtype=ds.dtype)
+                array = np.empty(shape, dtype=dtype)
             else:
-                nbytes = int(np.prod(ds.shape, dtype=np.int64)) * ds.dtype.itemsize
-                array = buffer[start:start + nbytes].view(ds.dtype).reshape(ds.shape)
+                nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+                array = buffer[start:start + nbytes].view(dtype).reshape(shape)
             try:
                 if array.size:
                     ds.read_direct(array)
             except OSError as exc:
                 raise storage_error(
-                    self.path, f"dataset {name} failed its checksum or could not be read ({exc})", chunk=chunk
+                    self.path, f"dataset {path} failed its checksum or could not be read ({exc})", chunk=chunk
                 ) from None
+            array.flags.writeable = False
             out.append(array)
+        if buffer is not None:
+            buffer.flags.writeable = False
         return out
 
     def _check_offsets(self, offsets: np.ndarray, arrays: list[np.ndarray], expected: int, chunk: int,
@@ -280,6 +311,7 @@ class CacheReader:
 
     def verify(self) -> list[str]:
         """Read every chunk; return one message per fault (empty when the file is sound)."""
+        self._offsets = {}
         faults = []
         for c in range(self.header.num_chunks):
             try:

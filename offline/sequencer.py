@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from offline import format as fmt
-from offline.build import build_cache, expected_fingerprint
+from offline.build import build_and_fingerprint, expected_fingerprint
 from offline.chunk_cache import ChunkCache
 from offline.errors import storage_error
 from offline.order import VisitOrder, visit_order
@@ -96,20 +96,23 @@ class OfflineSequencer(AbstractSequencer):
         self.offline_pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
         self.max_resident_chunks = max_resident_chunks
         self._reader: CacheReader | None = None
+        self._limit: tuple[int, int] | None = None  # (samples, batches) of a subsample view
         super().__init__(None, None, backbone.batch_size, shuffle=False, seed=seed, **kwargs)
         self._open_cache(force_rebuild=bool(force_rebuild), progress=bool(progress))
 
     # ---------------------------------------------------------------- cache
     def _open_cache(self, *, force_rebuild: bool, progress: bool) -> None:
         path = self.offline_storage
-        fingerprint = expected_fingerprint(self.backbone, self.chunk_size, self.offline_pcloud)
         if force_rebuild or not os.path.exists(path):
             if self.disable_offline_storage_writing:
                 raise storage_error(path, "the file does not exist and disable_offline_storage_writing=True "
                                           "forbids building it")
-            build_cache(self.backbone, path, chunk_size=self.chunk_size, compression=self.compression,
-                        offline_pcloud=self.offline_pcloud, force=force_rebuild, progress=progress,
-                        extra_config={"offline_sequencer": self._offline_config()})
+            fingerprint = build_and_fingerprint(
+                self.backbone, path, chunk_size=self.chunk_size, compression=self.compression,
+                offline_pcloud=self.offline_pcloud, force=force_rebuild, progress=progress,
+                extra_config={"offline_sequencer": self._offline_config()})
+        else:
+            fingerprint = expected_fingerprint(self.backbone, self.chunk_size, self.offline_pcloud)
         self._reader = CacheReader(path, expected_fingerprint=fingerprint)
         self._chunks = ChunkCache(self._reader, self.max_resident_chunks)
         self._orders: dict[int, VisitOrder] = {}
@@ -144,6 +147,8 @@ class OfflineSequencer(AbstractSequencer):
         return self._reader.header.num_batches
 
     def _count_samples(self) -> int:
+        if self._limit is not None:
+            return self._limit[0]
         return 0 if self._reader is None else self._reader.header.num_samples
 
     def get_input_data(self) -> tuple:
@@ -154,7 +159,19 @@ class OfflineSequencer(AbstractSequencer):
 
     # ---------------------------------------------------------------- order
     def _pass_batches(self) -> int:
-        return self._reader.header.num_batches
+        return self._reader.header.num_batches if self._limit is None else self._limit[1]
+
+    def _cache_row_starts(self) -> np.ndarray:
+        if self._row_starts is None:
+            self._row_starts = self._reader.batch_row_starts()
+        return self._row_starts
+
+    def _rows_kept(self, batch: int) -> int | None:
+        """Rows of cache batch ``batch`` that a subsample view keeps, None for all of them."""
+        if self._limit is None:
+            return None
+        starts = self._cache_row_starts()
+        return None if starts[batch + 1] <= self._limit[0] else int(self._limit[0] - starts[batch])
 
     def _visit(self, pass_index: int) -> VisitOrder:
         order = self._orders.get(pass_index)
@@ -197,13 +214,16 @@ class OfflineSequencer(AbstractSequencer):
     def batch_indices(self, idx: int) -> np.ndarray:
         """The rows of the cache (file order) that training batch ``idx`` holds."""
         batch = self.cache_batch_index(idx)
-        if self._row_starts is None:
-            self._row_starts = self._reader.batch_row_starts()
-        return np.arange(self._row_starts[batch], self._row_starts[batch + 1], dtype=np.int64)
+        starts = self._cache_row_starts()
+        stop = starts[batch + 1] if self._limit is None else min(starts[batch + 1], self._limit[0])
+        return np.arange(starts[batch], stop, dtype=np.int64)
 
     # ---------------------------------------------------------------- batches
     def read_cached_batch(self, idx: int) -> Any:
-        """The un-augmented batch that training batch ``idx`` reads, as fresh arrays."""
+        """The un-augmented batch that training batch ``idx`` reads, as read-only views.
+
+        They are views of a resident chunk, which is not reused while any of them is alive.
+        """
         idx = self._check_index(idx)
         pass_index, position = self._position(idx)
         order = self._visit(pass_index)
@@ -214,7 +234,7 @@ class OfflineSequencer(AbstractSequencer):
             self._chunks.prefetch(int(order.chunks[rank + 1]))
         else:
             self._chunks.prefetch(int(self._visit(pass_index + 1).chunks[0]))
-        return chunk.batch(batch % self.chunk_size, self._reader.structure)
+        return chunk.batch(batch % self.chunk_size, self._reader.structure, self._rows_kept(batch))
 
     def getitem_training(self, idx: int) -> Any:
         batch = self.read_cached_batch(idx)
@@ -226,7 +246,7 @@ class OfflineSequencer(AbstractSequencer):
     def _predict_view(self) -> AbstractSequencer:
         view = getattr(self, "_predict_backbone", None)
         if view is None:
-            view = copy.copy(self.backbone)
+            view = copy.copy(self._predict_source())
             view.enable_predict_mode()
             if self._shard is not None:
                 view = view.shard(*self._shard)
@@ -248,7 +268,35 @@ class OfflineSequencer(AbstractSequencer):
         return view
 
     def subsample(self, n: int) -> "OfflineSequencer":
-        raise NotImplementedError("OfflineSequencer.subsample: subsample the backbone and cache it in its own file")
+        """A view serving the cache batches that hold its first ``n`` samples (file order).
+
+        The last of them is cut to ``n`` samples; order and augmentation are keyed as in
+        this sequencer, so the view shows the batches training sees (to inspect or export
+        augmented samples). It shares this sequencer's file and resident chunks.
+        """
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int >= 1, got {n!r} ({type(n).__name__})")
+        if n < 1:
+            raise ValueError(f"n must be an int >= 1, got {n!r}")
+        if n > self.num_samples:
+            raise ValueError(f"n must be <= num_samples={self.num_samples}, got {n}")
+        n = int(n)
+        batches = int(np.searchsorted(self._cache_row_starts()[:-1], n, side="left"))
+        view = copy.copy(self)
+        view._limit = (n, batches)
+        cut = view._rows_kept(batches - 1)
+        if cut is not None and not self._chunks.get((batches - 1) // self.chunk_size).rows_are_samples():
+            raise ValueError(f"n={n} falls inside cache batch {batches - 1}, whose elements do not share "
+                             "row counts; give an n that ends a batch")
+        view._orders = {}
+        view._orders_lock = threading.Lock()
+        view._predict_backbone = None
+        return view
+
+    def _predict_source(self) -> AbstractSequencer:
+        if self._limit is None or not self.backbone.num_samples:
+            return self.backbone
+        return self.backbone.subsample(min(self._limit[0], self.backbone.num_samples))
 
     def close(self) -> None:
         """Stop the readahead thread and close the file (reopened on the next read)."""

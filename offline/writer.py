@@ -15,6 +15,15 @@ from offline.structure import BatchStructure, flatten_batch
 _H5_CHUNK_BYTES = 1 << 20  # HDF5 storage chunk: bounds HDF5's per-read filter buffers
 
 
+def storage_chunks(shape: tuple, itemsize: int) -> tuple:
+    """HDF5 storage chunk shape of a cache dataset: whole rows, at most about 1 MiB, split evenly."""
+    rows = max(int(shape[0]), 1)
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    per_chunk = max(1, min(rows, _H5_CHUNK_BYTES // row_bytes))
+    count = -(-rows // per_chunk)
+    return (-(-rows // count),) + tuple(shape[1:])  # even split: no padded rows on disk
+
+
 def _offsets(row_counts: list[list[int]]) -> np.ndarray:
     """Row offsets (n+1,) when every element of a batch has the same rows, else (n+1, K)."""
     counts = np.asarray(row_counts, dtype=np.int64).reshape(len(row_counts), -1)
@@ -53,7 +62,9 @@ class CacheWriter:
 
     With ``resume=True`` an existing temp file with the same fingerprint and chunk size is
     kept up to its last complete, checksum-valid chunk; :attr:`batches_done` says how many
-    batches the caller may skip. Any other temp file is discarded.
+    batches the caller may skip. Any other temp file is discarded. ``fingerprint=None``
+    starts a new file whose fingerprint :meth:`set_fingerprint` gives later (before
+    :meth:`finalize`); until then the temp file cannot be resumed.
     """
 
     def __init__(
@@ -62,7 +73,7 @@ class CacheWriter:
         *,
         batch_size: int,
         chunk_size: int,
-        fingerprint: str,
+        fingerprint: str | None,
         config: dict | None = None,
         compression: str | None = None,
         resume: bool = True,
@@ -88,7 +99,8 @@ class CacheWriter:
             attrs["format_version"] = fmt.FORMAT_VERSION
             attrs["batch_size"] = int(batch_size)
             attrs["chunk_size"] = self.chunk_size
-            attrs["fingerprint"] = fingerprint
+            if fingerprint is not None:
+                attrs["fingerprint"] = fingerprint
             attrs["config"] = json.dumps(config or {}, sort_keys=True, default=repr)
             attrs["complete"] = False
             self._file.create_group(fmt.DATA_GROUP)
@@ -99,7 +111,7 @@ class CacheWriter:
     def _open(self, resume: bool) -> h5py.File | None:
         if not os.path.exists(self.temp_path):
             return None
-        if resume:
+        if resume and self.fingerprint is not None:
             try:
                 f = h5py.File(self.temp_path, "a")
             except OSError:
@@ -146,6 +158,15 @@ class CacheWriter:
         ]
 
     # -- writing -------------------------------------------------------------------------
+    def set_fingerprint(self, fingerprint: str) -> None:
+        """Record the fingerprint of a file started without one; from now on it can resume."""
+        if self.fingerprint is not None and fingerprint != self.fingerprint:
+            raise ValueError(f"fingerprint is already {self.fingerprint!r}, got {fingerprint!r}")
+        if self.fingerprint is None:
+            self.fingerprint = fingerprint
+            self._file.attrs["fingerprint"] = fingerprint
+            self._file.flush()
+
     @property
     def batches_appended(self) -> int:
         """Batches in the file so far, the ones waiting for their chunk to fill included."""
@@ -186,14 +207,10 @@ class CacheWriter:
         for k in range(num_leaves):
             parts = [leaves[k] for leaves in leaves_per_batch]
             rows = np.concatenate(parts, axis=0) if len(parts) > 1 else np.ascontiguousarray(parts[0])
-            row_bytes = max(1, rows[:1].nbytes if rows.shape[0] else rows.itemsize)
-            per_chunk = max(1, min(max(rows.shape[0], 1), _H5_CHUNK_BYTES // row_bytes))
-            count = -(-max(rows.shape[0], 1) // per_chunk)
-            chunk_rows = -(-max(rows.shape[0], 1) // count)  # even split: no padded rows on disk
             group.create_dataset(
                 f"{prefix}{k}",
                 data=rows,
-                chunks=(chunk_rows,) + rows.shape[1:] if rows.size else None,
+                chunks=storage_chunks(rows.shape, rows.itemsize) if rows.size else None,
                 maxshape=None,
                 fletcher32=bool(rows.size),
                 compression=self.compression if rows.size else None,
@@ -222,6 +239,8 @@ class CacheWriter:
         self._flush_chunk()
         if self.structure is None:
             raise ValueError(f"cannot build offline cache {self.path!r}: no batches were given")
+        if self.fingerprint is None:
+            raise ValueError(f"cannot finalize offline cache {self.path!r}: its fingerprint was never set")
         attrs = self._file.attrs
         attrs["num_batches"] = self.batches_done
         attrs["num_chunks"] = self._chunks_done

@@ -237,3 +237,71 @@ def test_memory_stays_bounded_on_a_file_much_larger_than_the_chunk_budget(tmp_pa
     # two resident chunks (one of them read ahead) and the batch being served
     assert peak - base <= 3 * chunk_bytes
     assert len(seq._chunks.resident()) <= 2
+
+
+def test_subsample_serves_the_first_samples_with_the_same_augmentation(tmp_path):
+    X, y = make_data()  # 30 samples, batches of 4: 8 cache batches in chunks of 3
+    seq = make_offline(tmp_path, X=X, y=y, backbone_kwargs={"augmentor": AUGMENTOR})
+    view = seq.subsample(10)
+    assert (len(view), view.num_samples, len(seq), seq.num_samples) == (3, 10, 8, 30)
+    reference = seq.backbone.subsample(10)
+    for epoch in (0, 1):
+        for s in (view, reference, seq):
+            s.set_epoch(epoch)
+        for i in range(3):
+            a, b = view[i], reference[i]
+            assert a[0].tobytes() == b[0].tobytes() and a[1].tobytes() == b[1].tobytes()
+            assert view.batch_indices(i).tolist() == list(range(4 * i, min(4 * i + 4, 10)))
+        assert view[2][0].shape == (2, 8, 3)
+        assert all(digest(view[i]) == digest(seq[i]) for i in range(2))  # the parent's batches
+    np.testing.assert_array_equal(view.read_cached_batch(2)[1], y[8:10])
+    whole = view.subsample(8)
+    assert len(whole) == 2 and whole[1][0].shape == (4, 8, 3)
+    view.enable_predict_mode()
+    np.testing.assert_array_equal(np.concatenate([view[i][0] for i in range(len(view))]), X[:10])
+
+
+def test_subsample_keeps_randomised_visits_inside_its_batches(tmp_path):
+    seq = make_offline(tmp_path, chunk_size=2, chunk_randomization=True, batch_randomization=True)
+    view = seq.subsample(19)  # batches 0-4 (the last cut to 3 samples) in chunks 0-2
+    orders = []
+    for epoch in range(4):
+        view.set_epoch(epoch)
+        order = [view.cache_batch_index(i) for i in range(len(view))]
+        assert sorted(order) == list(range(5))
+        rows = np.concatenate([view.batch_indices(i) for i in range(len(view))])
+        assert sorted(rows.tolist()) == list(range(19))
+        assert [len(view[i][0]) for i in range(5)] == [3 if b == 4 else 4 for b in order]
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) > 1
+
+
+def test_subsample_argument_errors(tmp_path):
+    seq = make_offline(tmp_path)
+    with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
+        seq.subsample(0)
+    with pytest.raises(ValueError, match="n must be <= num_samples=30, got 31"):
+        seq.subsample(31)
+    with pytest.raises(TypeError, match=r"n must be an int >= 1, got 2.0 \(float\)"):
+        seq.subsample(2.0)
+
+
+def test_cached_batches_are_read_only(tmp_path):
+    seq = make_offline(tmp_path)
+    x, y = seq.read_cached_batch(0)
+    with pytest.raises(ValueError, match="read-only"):
+        x[0] = 1
+    np.testing.assert_array_equal(seq[0][0], make_data()[0][:4])
+
+
+def test_build_hashing_aside_gives_the_expected_fingerprint(tmp_path, monkeypatch):
+    import offline.build as build
+
+    monkeypatch.setattr(build, "_HASH_ASIDE_BYTES", 0)  # hash in the background even for tiny data
+    X, y = make_data()
+    backbone = Sequencer(X, y, batch_size=4, shuffle=False, seed=7)
+    path = str(tmp_path / "b.h5")
+    assert build.build_and_fingerprint(backbone, path, chunk_size=3, progress=False) == \
+        build.expected_fingerprint(backbone, 3)
+    seq = OfflineSequencer(backbone, path, chunk_size=3, seed=7, disable_offline_storage_writing=True)
+    np.testing.assert_array_equal(seq[7][0], X[28:])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from offline import format as fmt
+from offline.chunk_cache import ChunkCache
 from offline.errors import OfflineStorageError
 from offline.reader import CacheReader
 from offline.structure import flatten_batch
@@ -78,14 +79,29 @@ def test_file_layout_follows_format_version_1(tmp_path):
         assert f["data/0/X0"].fletcher32 and f["data/0"].attrs["complete"]
 
 
-def test_chunk_batches_are_copies(tmp_path):
+def test_chunk_batches_are_read_only_views(tmp_path):
     path = str(tmp_path / "c.h5")
     write_cache(path, make_batches("array"), batch_size=4, chunk_size=3)
     reader = CacheReader(path)
     chunk = reader.read_chunk(0)
     first = chunk.batch(0, reader.structure)
-    first[...] = 0
+    with pytest.raises(ValueError, match="read-only"):
+        first[...] = 0
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        first.flags.writeable = True
     assert chunk.batch(0, reader.structure).tobytes() == make_batches("array")[0].tobytes()
+
+
+def test_a_chunk_buffer_is_reused_only_when_no_batch_of_it_is_alive(tmp_path):
+    path = str(tmp_path / "c.h5")
+    batches = make_batches("array", num_batches=9)
+    write_cache(path, batches, batch_size=4, chunk_size=1)
+    cache = ChunkCache(CacheReader(path), max_resident_chunks=1)
+    kept = cache.get(0).batch(0, cache.reader.structure)
+    for c in list(range(1, 9)) * 2:  # each read evicts the last chunk and recycles buffers
+        assert cache.get(c).batch(0, cache.reader.structure).tobytes() == batches[c].tobytes()
+    assert kept.tobytes() == batches[0].tobytes() and not kept.flags.writeable
+    assert len(cache._free) <= 1
 
 
 def test_unequal_row_counts_per_element_round_trip(tmp_path):
@@ -97,6 +113,10 @@ def test_unequal_row_counts_per_element_round_trip(tmp_path):
     reader = CacheReader(path)
     for i, b in enumerate(batches):
         assert_same(reader.batch(i), b)
+    chunk = reader.read_chunk(0)
+    assert not chunk.rows_are_samples()
+    with pytest.raises(ValueError, match="do not share row counts, so a batch cannot be cut to its first 1"):
+        chunk.batch(0, reader.structure, rows=1)
 
 
 def test_bad_batches_are_refused(tmp_path):
@@ -223,3 +243,34 @@ def test_bad_offsets_are_refused(cache_file):
         f["data/0"].create_dataset("batch_offsets", data=np.array([0, 4, 8, 11]))
     with pytest.raises(OfflineStorageError, match="chunk 0: input batch_offsets"):
         CacheReader(cache_file).read_chunk(0)
+
+
+def test_a_file_started_without_a_fingerprint_resumes_only_once_it_has_one(tmp_path):
+    batches = make_batches("tuple", num_batches=8)
+    path = str(tmp_path / "c.h5")
+    writer = CacheWriter(path, batch_size=4, chunk_size=3, fingerprint=None)
+    for b in batches[:4]:  # chunk 0 complete
+        writer.append(b)
+    with pytest.raises(ValueError, match="its fingerprint was never set"):
+        writer.finalize()
+    writer.close()
+    fresh = CacheWriter(path, batch_size=4, chunk_size=3, fingerprint="f")
+    assert fresh.batches_done == 0
+    for b in batches[:4]:
+        fresh.append(b)
+    fresh.close()
+    writer = CacheWriter(path, batch_size=4, chunk_size=3, fingerprint=None)  # discards that temp file
+    for b in batches[:4]:
+        writer.append(b)
+    writer.set_fingerprint("f")
+    with pytest.raises(ValueError, match="fingerprint is already 'f', got 'g'"):
+        writer.set_fingerprint("g")
+    writer.close()
+    resumed = CacheWriter(path, batch_size=4, chunk_size=3, fingerprint="f")
+    assert resumed.batches_done == 3
+    for b in batches[3:]:
+        resumed.append(b)
+    resumed.finalize()
+    reader = CacheReader(path, expected_fingerprint="f")
+    for i, b in enumerate(batches):
+        assert_same(reader.batch(i), b)
