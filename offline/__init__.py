@@ -1,6 +1,6 @@
 """HDF5 offline cache of sequencer batches: format, building, reading, OfflineSequencer, CLI."""
 
-from offline.build import build_and_fingerprint, build_cache
+from offline.build import build_cache
 from offline.errors import OfflineStorageError
 from offline.order import visit_order
 from offline.pointcloud_io import PointCloud, read_point_cloud
@@ -18,7 +18,6 @@ __all__ = [
     "PointCloud",
     "PointCloudSource",
     "ReceptiveFieldSampler",
-    "build_and_fingerprint",
     "build_cache",
     "read_point_cloud",
     "visit_order",

@@ -110,26 +110,7 @@ def build_cache(
     An existing cache with the right fingerprint is kept (``force`` rebuilds it); one
     with another fingerprint is refused. The file is written to ``<path>.tmp`` and renamed
     into place; a build interrupted before that resumes from the temp file's last complete
-    chunk. Returns ``path``.
-    """
-    build_and_fingerprint(backbone, path, chunk_size=chunk_size, compression=compression,
-                          offline_pcloud=offline_pcloud, force=force, progress=progress,
-                          extra_config=extra_config)
-    return os.fspath(path)
-
-
-def build_and_fingerprint(
-    backbone: Any,
-    path: str,
-    *,
-    chunk_size: int = 8,
-    compression: str | None = None,
-    offline_pcloud: PointCloudSource | dict | None = None,
-    force: bool = False,
-    progress: bool = True,
-    extra_config: dict | None = None,
-) -> str:
-    """:func:`build_cache`, returning the cache's fingerprint (so callers need not hash again).
+    chunk. Returns the cache's fingerprint, so callers need not hash the data again.
 
     The data is hashed in a background thread while batches are written (hashlib
     releases the GIL); the temp file gets its fingerprint as soon as it is known, and a

@@ -70,6 +70,16 @@ def _centre_xy(points: np.ndarray) -> np.ndarray:
     return (points - shift).astype(np.float32)
 
 
+def _fit(model: keras.Model, seq: Any, epochs: int, verbose: int
+         ) -> tuple[keras.callbacks.History, float, DataWaitProfiler]:
+    """``model.fit`` on a sequencer, timed and profiled."""
+    profiler = DataWaitProfiler()
+    start = time.perf_counter()
+    history = model.fit(seq, epochs=epochs, shuffle=False, verbose=2 if verbose else 0,
+                        callbacks=[EpochSync(seq), profiler])
+    return history, time.perf_counter() - start, profiler
+
+
 def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, epochs: int = 20,
              batch_size: int = 8, seed: int = 0, verbose: int = 1) -> dict[str, Any]:
     """Run the demo; returns (and writes to ``output_dir/report.json``) the figures."""
@@ -95,12 +105,8 @@ def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, e
                              batch_randomization=True, seed=seed, progress=bool(verbose))
     model = build_pointnet_segmentation_model(num_points, len(CLASS_NAMES))
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    profiler = DataWaitProfiler()
     say("training the dense model from the cache")
-    start = time.perf_counter()
-    history = model.fit(train, epochs=epochs, shuffle=False, verbose=2 if verbose else 0,
-                        callbacks=[EpochSync(train), profiler])
-    seconds = time.perf_counter() - start
+    history, seconds, profiler = _fit(model, train, epochs, verbose)
     val = Sequencer(val_x, val_y, batch_size=batch_size, training=False)
     pred = model.predict(val, verbose=0).argmax(axis=-1)
     dense = _report("dense PointNet via OfflineSequencer", pred, val_y, epochs * len(train), seconds, history, profiler)
@@ -116,12 +122,8 @@ def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, e
         max_rows=shadow_train.max_rows)
     shadow_model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                          weighted_metrics=["accuracy"])
-    profiler_s = DataWaitProfiler()
     say("training the sparse shadow model")
-    start = time.perf_counter()
-    history_s = shadow_model.fit(shadow_train, epochs=epochs, shuffle=False, verbose=2 if verbose else 0,
-                                 callbacks=[EpochSync(shadow_train), profiler_s])
-    seconds_s = time.perf_counter() - start
+    history_s, seconds_s, profiler_s = _fit(shadow_model, shadow_train, epochs, verbose)
     cell_probs = shadow_model.predict(shadow_val, verbose=0)
     point_pred = shadow_val.post_process_output(cell_probs, to_points=True)
     pred_s = np.stack([p.argmax(axis=-1) for p in point_pred])

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from offline import format as fmt
-from offline.build import build_and_fingerprint, expected_fingerprint
+from offline.build import build_cache, expected_fingerprint
 from offline.chunk_cache import ChunkCache
 from offline.errors import storage_error
 from offline.order import VisitOrder, visit_order
@@ -107,7 +107,7 @@ class OfflineSequencer(AbstractSequencer):
             if self.disable_offline_storage_writing:
                 raise storage_error(path, "the file does not exist and disable_offline_storage_writing=True "
                                           "forbids building it")
-            fingerprint = build_and_fingerprint(
+            fingerprint = build_cache(
                 self.backbone, path, chunk_size=self.chunk_size, compression=self.compression,
                 offline_pcloud=self.offline_pcloud, force=force_rebuild, progress=progress,
                 extra_config={"offline_sequencer": self._offline_config()})

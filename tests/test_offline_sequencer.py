@@ -301,7 +301,7 @@ def test_build_hashing_aside_gives_the_expected_fingerprint(tmp_path, monkeypatc
     X, y = make_data()
     backbone = Sequencer(X, y, batch_size=4, shuffle=False, seed=7)
     path = str(tmp_path / "b.h5")
-    assert build.build_and_fingerprint(backbone, path, chunk_size=3, progress=False) == \
+    assert build.build_cache(backbone, path, chunk_size=3, progress=False) == \
         build.expected_fingerprint(backbone, 3)
     seq = OfflineSequencer(backbone, path, chunk_size=3, seed=7, disable_offline_storage_writing=True)
     np.testing.assert_array_equal(seq[7][0], X[28:])
