@@ -60,6 +60,7 @@ def _report(name: str, pred: np.ndarray, truth: np.ndarray, batches: int, second
         "final_loss": float(history.history["loss"][-1]),
         "first_loss": float(history.history["loss"][0]),
         "data_wait_fraction": profiler.records[-1]["data_wait_fraction"] if profiler.records else None,
+        "mean_batch_load_ms": profiler.summary().get("mean_batch_load_ms"),
     }
 
 
@@ -73,7 +74,7 @@ def _centre_xy(points: np.ndarray) -> np.ndarray:
 def _fit(model: keras.Model, seq: Any, epochs: int, verbose: int
          ) -> tuple[keras.callbacks.History, float, DataWaitProfiler]:
     """``model.fit`` on a sequencer, timed and profiled."""
-    profiler = DataWaitProfiler()
+    profiler = DataWaitProfiler(seq)
     start = time.perf_counter()
     history = model.fit(seq, epochs=epochs, shuffle=False, verbose=2 if verbose else 0,
                         callbacks=[EpochSync(seq), profiler])

@@ -17,6 +17,7 @@ from offline.order import VisitOrder, visit_order
 from offline.pointcloud_source import PointCloudSource
 from offline.reader import CacheReader
 from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.load_clock import LoadClock
 from sequencers.registry import build_sequencer, register_sequencer
 
 
@@ -291,6 +292,7 @@ class OfflineSequencer(AbstractSequencer):
         view._orders = {}
         view._orders_lock = threading.Lock()
         view._predict_backbone = None
+        view.load_clock = LoadClock()
         return view
 
     def _predict_source(self) -> AbstractSequencer:

@@ -103,7 +103,7 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
         model.compile(keras.optimizers.Adam(spec["learning_rate"]), "sparse_categorical_crossentropy",
                       metrics=["accuracy"])
         initial_epoch = 0
-    profiler = DataWaitProfiler()
+    profiler = DataWaitProfiler(train)
     history = model.fit(
         train, epochs=spec["epochs"], initial_epoch=initial_epoch, shuffle=False, verbose=2 if verbose else 0,
         callbacks=[state, keras.callbacks.ModelCheckpoint(model_path), profiler])

@@ -12,12 +12,14 @@ import copy
 import inspect
 import math
 import threading
+import time
 from typing import Any
 
 import keras
 import numpy as np
 
 from sequencers.arguments import require_int
+from sequencers.load_clock import LoadClock
 from sequencers.structure import Structure
 from sequencers.worker_watchdog import ensure_watchdog
 
@@ -101,6 +103,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         self._shard: tuple[int, int] | None = None  # (num_shards, index), set by shard()
         self._order_cache: dict[tuple[int, int], np.ndarray] = {}
         self._order_lock = threading.Lock()
+        self.load_clock = LoadClock()  # read by DataWaitProfiler
         if X is not None:
             self.set_input_data(X, y)
 
@@ -320,6 +323,7 @@ class AbstractSequencer(keras.utils.PyDataset):
 
     def __getitem__(self, idx: int) -> tuple:
         idx = self._check_index(idx)
+        start = time.perf_counter()
         try:
             if self._training:
                 return self.getitem_training(idx)
@@ -334,6 +338,8 @@ class AbstractSequencer(keras.utils.PyDataset):
             else:
                 error.add_note(where.rstrip(": "))
             raise
+        finally:
+            self.load_clock.add(time.perf_counter() - start)
 
     def post_process_output(self, z: Any, idx: int | None = None) -> Any:
         """Turn a model output back into per-sample results; the identity here."""
@@ -363,6 +369,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         view._shard = (num_shards, index)
         view._order_cache = {}
         view._order_lock = threading.Lock()
+        view.load_clock = LoadClock()
         return view
 
     def subsample(self, n: int) -> "AbstractSequencer":
@@ -374,6 +381,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         view._sample_ids = self._to_data_ids(np.arange(n, dtype=np.int64))
         view._order_cache = {}
         view._order_lock = threading.Lock()
+        view.load_clock = LoadClock()
         return view
 
     def __getstate__(self) -> dict:

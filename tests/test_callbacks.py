@@ -97,10 +97,10 @@ def test_profiler_in_fit_accounts_for_a_slow_sequencer():
     make_deterministic(0)
     X, y = make_data(30)
     seq = _Slow(X, y, batch_size=5, seed=0)  # 6 batches, each taking >= 50 ms to make
-    profiler = DataWaitProfiler(warmup_steps=1)
+    profiler = DataWaitProfiler(seq, warmup_steps=1)
     history = make_model().fit(seq, epochs=2, shuffle=False, verbose=0, callbacks=[profiler])
 
-    for key in ("data_wait_s", "step_s", "data_wait_fraction"):
+    for key in ("data_wait_s", "step_s", "data_wait_fraction", "batch_load_s"):
         assert len(history.history[key]) == 2
     first, second = profiler.records
     assert (first["warmup_steps"], first["steps"]) == (1, 5)
@@ -111,6 +111,10 @@ def test_profiler_in_fit_accounts_for_a_slow_sequencer():
     # the last one cannot end before, whichever hook interval holds the wait.
     floor = 0.8 * 6 * 0.05
     assert second["data_wait_s"] + second["step_s"] >= floor
+    # The sequencer's own clock shows the slow batches on every backend.
+    assert second["batches_loaded"] == 6 and second["batch_load_s"] >= 6 * 0.05
+    assert profiler.summary()["mean_batch_load_ms"] >= 50.0
+    assert "building a batch took" in profiler.report()
     if keras.backend.backend() in IN_STEP_BACKENDS:
         # The train function pulls the batch itself: the wait is step time.
         assert second["step_s"] >= floor
@@ -121,6 +125,14 @@ def test_profiler_in_fit_accounts_for_a_slow_sequencer():
 def test_profiler_rejects_a_negative_warmup():
     with pytest.raises(ValueError, match="warmup_steps must be an int >= 0, got -1"):
         DataWaitProfiler(warmup_steps=-1)
+
+
+def test_profiler_refuses_a_sequencer_it_cannot_time():
+    X, y = make_data(10)
+    with pytest.raises(ValueError, match="use_multiprocessing=True builds its batches in worker processes"):
+        DataWaitProfiler(_Slow(X, y, batch_size=5, workers=2, use_multiprocessing=True))
+    with pytest.raises(TypeError, match="sequencer must be a pointseq sequencer, got list"):
+        DataWaitProfiler([1, 2])
 
 
 # ------------------------------------------------------------------------- IntervalEvaluator

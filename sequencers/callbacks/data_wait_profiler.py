@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 
@@ -38,15 +38,34 @@ class DataWaitProfiler(keras.callbacks.Callback):
     out of the sums and reported as ``warmup_s``. Time spent in other callbacks' batch hooks
     (e.g. an `IntervalEvaluator`) falls in whichever interval it interrupts.
 
-    Per epoch it adds ``data_wait_s``, ``step_s`` and ``data_wait_fraction`` (of their sum)
-    to the epoch logs, so they appear in ``history.history``, and appends a full record to
-    ``records``. ``summary()`` returns the totals, ``report()`` a printable table.
+    Given the training ``sequencer``, it also reports ``batch_load_s``: the time the
+    sequencer spent building the epoch's batches (``__getitem__``), on every backend. With
+    ``batch_load_s`` close to ``step_s`` the run is input-bound whatever the hooks say. It
+    is measured in this process, so it is only available with ``use_multiprocessing=False``
+    (worker threads are counted; with ``workers > 1`` their times add up and overlap).
+
+    Per epoch it adds ``data_wait_s``, ``step_s``, ``data_wait_fraction`` (of their sum) and,
+    with a sequencer, ``batch_load_s`` to the epoch logs, so they appear in
+    ``history.history``, and appends a full record to ``records``. ``summary()`` returns the
+    totals, ``report()`` a printable table.
     """
 
     def __init__(
-        self, warmup_steps: int = 1, clock: Callable[[], float] = time.perf_counter
+        self,
+        sequencer: Any = None,
+        warmup_steps: int = 1,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         super().__init__()
+        if sequencer is not None and not hasattr(sequencer, "load_clock"):
+            raise TypeError(f"sequencer must be a pointseq sequencer, got {type(sequencer).__name__}")
+        if sequencer is not None and sequencer.use_multiprocessing:
+            raise ValueError(
+                "batch_load_s is measured in this process; a sequencer with "
+                "use_multiprocessing=True builds its batches in worker processes. Profile it "
+                "without the sequencer argument, or with use_multiprocessing=False"
+            )
+        self.sequencer = sequencer
         self.warmup_steps = require_int("warmup_steps", warmup_steps, 0)
         self.clock = clock
         self.records: list[dict] = []
@@ -66,6 +85,8 @@ class DataWaitProfiler(keras.callbacks.Callback):
             "max_data_wait_s": 0.0, "max_step_s": 0.0, "warmup_steps": 0, "warmup_s": 0.0,
             "_begin": now,
         }
+        if self.sequencer is not None:
+            self._epoch["_load"] = self.sequencer.load_clock.read()
         self._last_end = now
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
@@ -100,6 +121,10 @@ class DataWaitProfiler(keras.callbacks.Callback):
             return
         record = self._epoch
         record["wall_s"] = self.clock() - record.pop("_begin")
+        if "_load" in record:
+            seconds, batches = self.sequencer.load_clock.read()
+            before_s, before_n = record.pop("_load")
+            record["batch_load_s"], record["batches_loaded"] = seconds - before_s, batches - before_n
         busy = record["data_wait_s"] + record["step_s"]
         record["data_wait_fraction"] = record["data_wait_s"] / busy if busy > 0 else 0.0
         self.records.append(record)
@@ -108,6 +133,8 @@ class DataWaitProfiler(keras.callbacks.Callback):
             logs["data_wait_s"] = record["data_wait_s"]
             logs["step_s"] = record["step_s"]
             logs["data_wait_fraction"] = record["data_wait_fraction"]
+            if "batch_load_s" in record:
+                logs["batch_load_s"] = record["batch_load_s"]
 
     def summary(self) -> dict:
         """Totals over every recorded epoch, with per-step means in milliseconds."""
@@ -119,6 +146,10 @@ class DataWaitProfiler(keras.callbacks.Callback):
         steps = max(total["steps"], 1)
         total["mean_data_wait_ms"] = 1000.0 * total["data_wait_s"] / steps
         total["mean_step_ms"] = 1000.0 * total["step_s"] / steps
+        if self.records and all("batch_load_s" in r for r in self.records):
+            total["batch_load_s"] = sum(r["batch_load_s"] for r in self.records)
+            total["mean_batch_load_ms"] = 1000.0 * total["batch_load_s"] / max(
+                sum(r["batches_loaded"] for r in self.records), 1)
         total["backend"] = keras.backend.backend()
         return total
 
@@ -138,6 +169,8 @@ class DataWaitProfiler(keras.callbacks.Callback):
             f"{s['mean_step_ms']:>13.2f} "
             f"{100 * s['data_wait_fraction']:>7.1f}"
         )
+        if "mean_batch_load_ms" in s:
+            lines.append(f"building a batch took {s['mean_batch_load_ms']:.2f} ms on average")
         if s["backend"] in IN_STEP_BACKENDS:
             lines.append(
                 f"{s['backend']}: batches are pulled inside the train step; "
