@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 from offline import format as fmt
+from offline.build_lock import build_lock
 from offline.errors import OfflineStorageError
 from offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
 from offline.pointcloud_source import PointCloudSource
@@ -121,38 +122,41 @@ def build_cache(
     compression_name = fmt.normalize_compression(compression)
     pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
     job, nbytes = _fingerprint_job(backbone, chunk_size, pcloud)
-    if os.path.exists(path) and not force:
-        fingerprint = job()
-        CacheReader(path, expected_fingerprint=fingerprint).close()
-        return fingerprint
-    config = {
-        "backbone": backbone.get_config(),
-        "chunk_size": chunk_size,
-        "compression": compression_name,
-        "offline_pcloud": None if pcloud is None else pcloud.get_config(),
-        **(extra_config or {}),
-    }
-    hasher = None
-    if nbytes >= _HASH_ASIDE_BYTES and not os.path.exists(fmt.temp_path(path)):
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-fingerprint")
-        pending: Future = hasher.submit(job)
-    else:  # resuming a temp file needs its fingerprint before anything is written
-        pending = Future()
-        pending.set_result(job())
-    writer = None
-    try:
-        writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
-                             fingerprint=pending.result() if pending.done() else None, config=config,
-                             compression=compression_name)
-        _write_batches(writer, _sources(backbone, pcloud), pending, progress)
-        writer.set_fingerprint(pending.result())
-        writer.finalize()
-        return pending.result()
-    finally:
-        if writer is not None:
-            writer.close()
-        if hasher is not None:
-            hasher.shutdown(wait=False)
+    # One builder per cache at a time: a second process (another replica, a second
+    # notebook) waits, then finds the finished cache instead of racing on the temp file.
+    with build_lock(path):
+        if os.path.exists(path) and not force:
+            fingerprint = job()
+            CacheReader(path, expected_fingerprint=fingerprint).close()
+            return fingerprint
+        config = {
+            "backbone": backbone.get_config(),
+            "chunk_size": chunk_size,
+            "compression": compression_name,
+            "offline_pcloud": None if pcloud is None else pcloud.get_config(),
+            **(extra_config or {}),
+        }
+        hasher = None
+        if nbytes >= _HASH_ASIDE_BYTES and not os.path.exists(fmt.temp_path(path)):
+            hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-fingerprint")
+            pending: Future = hasher.submit(job)
+        else:  # resuming a temp file needs its fingerprint before anything is written
+            pending = Future()
+            pending.set_result(job())
+        writer = None
+        try:
+            writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
+                                 fingerprint=pending.result() if pending.done() else None, config=config,
+                                 compression=compression_name)
+            _write_batches(writer, _sources(backbone, pcloud), pending, progress)
+            writer.set_fingerprint(pending.result())
+            writer.finalize()
+            return pending.result()
+        finally:
+            if writer is not None:
+                writer.close()
+            if hasher is not None:
+                hasher.shutdown(wait=False)
 
 
 def _write_batches(writer: CacheWriter, sources: list[Any], pending: Future, progress: bool) -> None:

@@ -32,6 +32,14 @@ def _idle(pool: list, i: int) -> bool:
     return _refs(pool, i) <= _POOL_ONLY_REFS
 
 
+def _release_to(cache_ref: "weakref.ref[ChunkCache]", buffer: np.ndarray, generation: object) -> None:
+    # Through a weak reference: a finalizer holding the cache itself would keep it, its
+    # chunks, its file and its read-ahead thread alive for the life of the process.
+    cache = cache_ref()
+    if cache is not None:
+        cache._release(buffer, generation)
+
+
 class ChunkCache:
     """Holds at most ``max_resident_chunks`` chunks (the readahead one included).
 
@@ -97,7 +105,7 @@ class ChunkCache:
         result = self.reader.read_chunk(chunk, allocate)
         # Once the chunk object is gone the buffer returns to the pool; _acquire reuses it
         # only when no batch view of it is left.
-        weakref.finalize(result, self._release, buffers[0], self._generation)
+        weakref.finalize(result, _release_to, weakref.ref(self), buffers[0], self._generation)
         return result
 
     def _load(self, chunk: int, future: Future) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,6 +17,11 @@ _BLOCK = 1 << 24  # hash large arrays in 16 MiB slices to bound the temporary co
 
 def _hash_array(h: "hashlib._Hash", array: np.ndarray) -> None:
     array = np.asarray(array)
+    if array.dtype.hasobject:
+        raise TypeError(
+            f"cannot fingerprint data of type {type(array.flat[0] if array.size else array).__name__}: "
+            "a cache hashes arrays, nested lists/tuples/dicts of them and dataclasses of them"
+        )
     h.update(f"{array.dtype.str}{array.shape}".encode())
     flat = array.reshape(-1) if array.flags.c_contiguous else None
     if flat is None:
@@ -39,9 +45,20 @@ def _hash_nested(h: "hashlib._Hash", value: Any) -> None:
         h.update(b"T" if isinstance(value, tuple) else b"L")
         for v in value:
             _hash_nested(h, v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(f"C{type(value).__qualname__}".encode())  # e.g. a SparseGrid: its fields
+        for name, field in _dataclass_fields(value):
+            h.update(name.encode())
+            _hash_nested(h, field)
+    elif isinstance(value, (int, float, str, bool)):
+        h.update(f"S{value!r}".encode())
     else:
         h.update(b"A")
         _hash_array(h, value)
+
+
+def _dataclass_fields(value: Any) -> list[tuple[str, Any]]:
+    return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)]
 
 
 def _nested_nbytes(value: Any) -> int:
@@ -51,6 +68,10 @@ def _nested_nbytes(value: Any) -> int:
         return sum(_nested_nbytes(v) for v in value.values())
     if isinstance(value, (tuple, list)):
         return sum(_nested_nbytes(v) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return sum(_nested_nbytes(field) for _, field in _dataclass_fields(value))
+    if isinstance(value, (int, float, str, bool)):
+        return 0
     return int(np.asarray(value).nbytes)
 
 

@@ -17,6 +17,7 @@ from offline.order import VisitOrder, visit_order
 from offline.pointcloud_source import PointCloudSource
 from offline.reader import CacheReader
 from sequencers.abstract_sequencer import AbstractSequencer
+from sequencers.sequencer import Sequencer
 from sequencers.load_clock import LoadClock
 from sequencers.registry import build_sequencer, register_sequencer
 
@@ -95,6 +96,11 @@ class OfflineSequencer(AbstractSequencer):
         self.compression = fmt.normalize_compression(compression)
         self.disable_offline_storage_writing = bool(disable_offline_storage_writing)
         self.offline_pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
+        if self.offline_pcloud is not None and not isinstance(backbone, Sequencer):
+            raise TypeError(
+                "offline_pcloud cuts point-cloud files into dense receptive fields, which only a "
+                f"Sequencer backbone takes; got a {type(backbone).__name__} backbone"
+            )
         self.max_resident_chunks = max_resident_chunks
         self._reader: CacheReader | None = None
         self._limit: tuple[int, int] | None = None  # (samples, batches) of a subsample view
@@ -192,8 +198,11 @@ class OfflineSequencer(AbstractSequencer):
         if self.epoch_size is not None:
             return self.epoch_size
         if self._shard is not None:
-            return self._pass_batches() // self._shard[0]
+            return self._stream_batches_per_pass() // self._shard[0]
         return self._pass_batches()
+
+    def _stream_batches_per_pass(self) -> int:
+        return self._pass_batches()  # the cache's batches, the partial last one included
 
     def _position(self, idx: int) -> tuple[int, int]:
         """(pass, position in that pass) of training batch ``idx`` of the current epoch."""
@@ -257,13 +266,22 @@ class OfflineSequencer(AbstractSequencer):
     def getitem_predict(self, idx: int) -> tuple:
         return self._predict_view()[idx]
 
-    def post_process_output(self, z: Any, idx: int | None = None) -> Any:
-        return self.backbone.post_process_output(z, idx)
+    def post_process_output(self, z: Any, idx: int | None = None, **kwargs: Any) -> Any:
+        """The backbone's post-processing of a predict-mode output (batch ``idx`` or all).
+
+        Predict mode serves the backbone's batches, so the backbone (in predict mode, with
+        this view's shard or subsample) knows which samples an output row belongs to.
+        Training batches come from the cache in a randomised order: refused.
+        """
+        if self.training:
+            raise ValueError(
+                "post_process_output takes predict-mode outputs of an OfflineSequencer; call "
+                "enable_predict_mode() and predict again"
+            )
+        return self._predict_view().post_process_output(z, idx, **kwargs)
 
     # ---------------------------------------------------------------- views and pickling
     def shard(self, num_shards: int, index: int) -> "OfflineSequencer":
-        if self.epoch_size is None and self._pass_batches() < num_shards:
-            raise ValueError(f"num_shards={num_shards} exceeds the {self._pass_batches()} batches of the cache")
         view = super().shard(num_shards, index)
         view._predict_backbone = None
         return view

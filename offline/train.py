@@ -86,7 +86,11 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
         raise UsageError(
             "the pointnet model takes batches of one array (B, N, F) with labels (B, N); got x "
             f"{getattr(x, 'shape', type(x).__name__)} and y {getattr(y, 'shape', None)}")
-    num_classes = spec["model"].get("num_classes") or int(max(train[i][1].max() for i in range(len(train)))) + 1
+    num_classes = spec["model"].get("num_classes")
+    if num_classes is None:
+        if spec["y"] is None:
+            raise UsageError("model.num_classes is required when the labels come from offline_pcloud files")
+        num_classes = int(np.max(spec["y"])) + 1
     out = spec["output"]
     os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, "model.keras")

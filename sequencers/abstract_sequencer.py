@@ -139,6 +139,14 @@ class AbstractSequencer(keras.utils.PyDataset):
         self._sample_ids = None
         if self.num_samples == 0:
             raise ValueError(f"X must hold at least one sample, got 0 ({type(self).__name__})")
+        self._check_some_batches()
+
+    def _check_some_batches(self) -> None:
+        if self.drop_last and self.epoch_size is None and self.num_samples < self.batch_size:
+            raise ValueError(
+                f"drop_last=True with batch_size={self.batch_size} leaves no batch of "
+                f"{self.num_samples} samples; use a smaller batch_size or drop_last=False"
+            )
 
     def get_input_data(self) -> tuple[Structure, np.ndarray | None]:
         raise NotImplementedError(f"{type(self).__name__} does not implement get_input_data()")
@@ -206,6 +214,10 @@ class AbstractSequencer(keras.utils.PyDataset):
             return self.num_samples // self.batch_size
         return self.num_dataset_batches
 
+    def _stream_batches_per_pass(self) -> int:
+        """Full batches one pass over the data adds to the stream that shards share."""
+        return self.num_samples // self.batch_size
+
     def _uses_stream(self) -> bool:
         """Whether epochs are windows of one continuous stream of full batches."""
         return self.epoch_size is not None or self._shard is not None
@@ -221,7 +233,7 @@ class AbstractSequencer(keras.utils.PyDataset):
             k, _ = self._shard
             if self.epoch_size is not None:
                 return self.epoch_size
-            return (self.num_samples // self.batch_size) // k
+            return self._stream_batches_per_pass() // k
         if self.epoch_size is not None:
             return self.epoch_size
         return self._batches_per_pass()
@@ -287,7 +299,14 @@ class AbstractSequencer(keras.utils.PyDataset):
         return ids if self._sample_ids is None else self._sample_ids[ids]
 
     def make_rng(self, idx: int) -> np.random.Generator:
-        """The augmentation generator of training batch ``idx`` in the current epoch."""
+        """The augmentation generator of training batch ``idx`` in the current epoch.
+
+        A shard keys it by the batch's place in the whole epoch, so replicas draw different
+        transforms and together augment exactly like one unsharded reader.
+        """
+        if self._shard is not None and self._training:
+            k, i = self._shard
+            idx = int(idx) * k + i
         return keyed_rng(self.seed, self.epoch, int(idx))
 
     # ---------------------------------------------------------------- batches
@@ -330,13 +349,19 @@ class AbstractSequencer(keras.utils.PyDataset):
             return self.getitem_predict(idx)
         except Exception as error:
             # Keep the type (callers catch it) and name the batch in the message, which
-            # survives the trip back from a worker thread or process.
+            # survives the trip back from a worker thread or process. A copy, because one
+            # exception object may reach several threads (a chunk read they all waited on).
             mode = "training" if self._training else "predict"
             where = f"{type(self).__name__}[{idx}] ({mode}, epoch {self.epoch}) failed: "
-            if error.args and isinstance(error.args[0], str) and not error.args[0].startswith(where):
-                error.args = (where + error.args[0],) + error.args[1:]
-            else:
-                error.add_note(where.rstrip(": "))
+            if error.args and isinstance(error.args[0], str):
+                try:
+                    named = copy.copy(error)
+                    named.args = (where + error.args[0],) + error.args[1:]
+                except Exception:  # an exception type that cannot be copied
+                    named = None
+                if named is not None:
+                    raise named.with_traceback(error.__traceback__) from error
+            error.add_note(where.rstrip(": "))
             raise
         finally:
             self.load_clock.add(time.perf_counter() - start)
@@ -359,10 +384,10 @@ class AbstractSequencer(keras.utils.PyDataset):
             raise ValueError(f"index must be in [0, {num_shards}), got {index}")
         if self._shard is not None:
             raise ValueError("this sequencer is already a shard; shard the original instead")
-        if self.epoch_size is None and (self.num_samples // self.batch_size) < num_shards:
+        if self.epoch_size is None and self._stream_batches_per_pass() < num_shards:
             raise ValueError(
-                f"num_shards={num_shards} exceeds the {self.num_samples // self.batch_size} "
-                f"full batches of {self.num_samples} samples at batch_size={self.batch_size}; "
+                f"num_shards={num_shards} exceeds the {self._stream_batches_per_pass()} batches one "
+                f"pass over {self.num_samples} samples gives at batch_size={self.batch_size}; "
                 "use fewer shards, a smaller batch_size or epoch_size"
             )
         view = copy.copy(self)
@@ -382,6 +407,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         view._order_cache = {}
         view._order_lock = threading.Lock()
         view.load_clock = LoadClock()
+        view._check_some_batches()
         return view
 
     def __getstate__(self) -> dict:

@@ -29,7 +29,7 @@ def test_demo_writes_its_files_and_beats_chance(tmp_path):
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(os.listdir(out)) == ["demo_cache.h5", "dense_model.keras", "report.json"]
+    assert sorted(os.listdir(out)) == ["demo_cache.h5", "demo_cache.h5.lock", "dense_model.keras", "report.json"]
     report = json.loads((out / "report.json").read_text())
     chance = 1 / len(CLASS_NAMES)
     for part in ("dense", "sparse"):

@@ -213,7 +213,7 @@ def test_predict_shards_split_the_dataset_in_order():
     [
         ((3, 3), ValueError, r"index must be in \[0, 3\), got 3"),
         ((0, 0), ValueError, "num_shards must be an int >= 1, got 0"),
-        ((12, 0), ValueError, "num_shards=12 exceeds the 11 full batches"),
+        ((12, 0), ValueError, "num_shards=12 exceeds the 11 batches one pass over 33 samples gives"),
         ((2, 1.0), TypeError, "index must be an int"),
     ],
 )

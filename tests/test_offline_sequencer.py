@@ -305,3 +305,18 @@ def test_build_hashing_aside_gives_the_expected_fingerprint(tmp_path, monkeypatc
         build.expected_fingerprint(backbone, 3)
     seq = OfflineSequencer(backbone, path, chunk_size=3, seed=7, disable_offline_storage_writing=True)
     np.testing.assert_array_equal(seq[7][0], X[28:])
+
+
+def test_a_dropped_sequencer_frees_its_chunks_file_and_thread(tmp_path):
+    import weakref
+
+    X, y = make_data()
+    seq = make_offline(tmp_path, X=X, y=y, chunk_randomization=True)
+    for i in range(len(seq)):
+        seq[i]
+    for pending in list(seq._chunks._entries.values()):
+        pending.result()  # let any read-ahead finish
+    cache, reader = weakref.ref(seq._chunks), weakref.ref(seq._reader)
+    del seq
+    gc.collect()
+    assert cache() is None and reader() is None

@@ -46,6 +46,34 @@ def test_shadow_cache_trains_and_is_refused_for_other_grids(tmp_path):
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy")
     history = model.fit(seq, epochs=4, shuffle=False, verbose=0, callbacks=[EpochSync(seq)])
     assert history.history["loss"][-1] < history.history["loss"][0]
+    # Grids rebuilt from the same clouds are the same data: the cache is reused, not refused.
+    stamp = path.stat().st_mtime_ns
+    same = SparseShadowSequencer(grids(), batch_size=4, seed=1)
+    OfflineSequencer(same, path, chunk_size=2, seed=1, disable_offline_storage_writing=True, progress=False)
+    assert path.stat().st_mtime_ns == stamp
     other = SparseShadowSequencer(grids(seed=1), batch_size=4, seed=1)
     with pytest.raises(OfflineStorageError, match="rebuild"):
         OfflineSequencer(other, path, chunk_size=2, seed=1, disable_offline_storage_writing=True, progress=False)
+
+
+def test_post_process_output_follows_the_predict_order(tmp_path):
+    data = grids()
+    backbone = SparseShadowSequencer(data, batch_size=4, seed=2)  # shuffles in training mode
+    seq = OfflineSequencer(backbone, tmp_path / "p.h5", chunk_size=2, seed=2, progress=False)
+    with pytest.raises(ValueError, match="call enable_predict_mode"):
+        seq.post_process_output(np.zeros((4, backbone.max_rows[0], 2)), 0)
+    seq.enable_predict_mode()
+    (x,) = seq[1]
+    z = np.repeat(x["mask_0"][..., None], 2, axis=-1)  # an "output" that marks real cells
+    per_element = seq.post_process_output(z, 1)
+    assert [len(e) for e in per_element] == [g.num_cells(0) for g in data[4:8]]
+    assert all(e.min() == 1.0 for e in per_element)  # no padded row slipped in
+
+
+def test_point_cloud_files_need_a_dense_backbone(tmp_path):
+    np.save(tmp_path / "cloud.npy", np.random.default_rng(0).uniform(size=(100, 3)))
+    spec = {"paths": [str(tmp_path / "cloud.npy")], "sampler": {"type": "ReceptiveFieldSampler", "num_points": 16}}
+    backbone = SparseShadowSequencer(grids(), batch_size=4)
+    with pytest.raises(TypeError, match="only a Sequencer backbone takes; got a SparseShadowSequencer backbone"):
+        OfflineSequencer(backbone, tmp_path / "x.h5", offline_pcloud=spec, progress=False)
+    assert not (tmp_path / "x.h5").exists()

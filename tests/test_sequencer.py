@@ -358,3 +358,32 @@ def test_an_error_in_getitem_names_the_batch_and_keeps_its_type(clouds):
     with pytest.raises(KeyError, match=r"_Faulty\[0\] \(training, epoch 0\) failed: sample 3 is unreadable"):
         seq[0]
     seq[1]  # other batches still load
+
+
+def test_drop_last_that_leaves_no_batch_is_refused_early(clouds):
+    X, y = clouds
+    with pytest.raises(ValueError, match="drop_last=True with batch_size=32 leaves no batch of 20 samples"):
+        Sequencer(X, y, batch_size=32, drop_last=True)
+    seq = Sequencer(X, y, batch_size=8, drop_last=True)
+    with pytest.raises(ValueError, match="drop_last=True with batch_size=8 leaves no batch of 5 samples"):
+        seq.subsample(5)
+
+
+class _SharedFailure(Sequencer):
+    """Raises one exception object for every batch, like a failed chunk read many wait on."""
+
+    error = OSError("chunk 2 is corrupt")
+
+    def extract_input_batch(self, indices):
+        raise self.error
+
+
+def test_a_shared_exception_is_named_per_batch_without_being_changed(clouds):
+    X, y = clouds
+    seq = _SharedFailure(X, y, batch_size=4, shuffle=False)
+    for idx in (0, 1, 0):
+        with pytest.raises(OSError) as info:
+            seq[idx]
+        assert str(info.value) == f"_SharedFailure[{idx}] (training, epoch 0) failed: chunk 2 is corrupt"
+        assert info.value.__cause__ is _SharedFailure.error
+    assert _SharedFailure.error.args == ("chunk 2 is corrupt",)

@@ -92,3 +92,15 @@ def test_bad_augmentor_argument(points_and_normals):
         Sequencer(pts, y, augmentor="rotate")
     with pytest.raises(ValueError, match=r"augment_inputs and vector_inputs"):
         Sequencer([pts, pts], y, augmentor=SPEC, augment_inputs=[0], vector_inputs=[0])
+
+
+def test_shards_augment_like_the_unsharded_stream(points_and_normals):
+    pts, _, _, y = points_and_normals
+    same = np.repeat(pts[:1], 12, axis=0)  # identical samples: only the transforms differ
+    seq = Sequencer(same, y, batch_size=2, seed=4, augmentor=SPEC)
+    shards = [seq.shard(2, i) for i in range(2)]
+    assert not np.array_equal(shards[0][0][0], shards[1][0][0])
+    whole = Sequencer(same, y, batch_size=2, seed=4, augmentor=SPEC, epoch_size=2 * len(shards[0]))
+    for j in range(len(shards[0])):
+        for i, shard in enumerate(shards):
+            np.testing.assert_array_equal(shard[j][0], whole[j * 2 + i][0])
