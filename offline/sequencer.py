@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import os
-import threading
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from offline.pointcloud_source import PointCloudSource
 from offline.reader import CacheReader
 from sequencers.abstract_sequencer import AbstractSequencer
 from sequencers.sequencer import Sequencer
+from sequencers.keyed_cache import KeyedCache
 from sequencers.load_clock import LoadClock
 from sequencers.registry import build_sequencer, register_sequencer
 
@@ -122,8 +122,7 @@ class OfflineSequencer(AbstractSequencer):
             fingerprint = expected_fingerprint(self.backbone, self.chunk_size, self.offline_pcloud)
         self._reader = CacheReader(path, expected_fingerprint=fingerprint)
         self._chunks = ChunkCache(self._reader, self.max_resident_chunks)
-        self._orders: dict[int, VisitOrder] = {}
-        self._orders_lock = threading.Lock()
+        self._visit_orders = KeyedCache()  # chunk and batch visit order per pass
         self._row_starts: np.ndarray | None = None
 
     def _offline_config(self) -> dict:
@@ -181,16 +180,11 @@ class OfflineSequencer(AbstractSequencer):
         return None if starts[batch + 1] <= self._limit[0] else int(self._limit[0] - starts[batch])
 
     def _visit(self, pass_index: int) -> VisitOrder:
-        order = self._orders.get(pass_index)
-        if order is None:
-            order = visit_order(self._pass_batches(), self.chunk_size, self.seed, pass_index,
+        return self._visit_orders.get(
+            (self.seed, self._pass_batches(), pass_index),
+            lambda: visit_order(self._pass_batches(), self.chunk_size, self.seed, pass_index,
                                 chunk_randomization=self.chunk_randomization,
-                                batch_randomization=self.batch_randomization)
-            with self._orders_lock:
-                if len(self._orders) >= 4:
-                    self._orders.pop(next(iter(self._orders)))
-                self._orders[pass_index] = order
-        return order
+                                batch_randomization=self.batch_randomization))
 
     def __len__(self) -> int:
         if not self._training:
@@ -208,12 +202,7 @@ class OfflineSequencer(AbstractSequencer):
         """(pass, position in that pass) of training batch ``idx`` of the current epoch."""
         if not self._uses_stream():
             return self.epoch, idx
-        if self._shard is not None:
-            k, i = self._shard
-            stream = (self.epoch * len(self) + idx) * k + i
-        else:
-            stream = self.epoch * self.epoch_size + idx
-        return divmod(stream, self._pass_batches())
+        return divmod(self._stream_batch(idx), self._pass_batches())
 
     def cache_batch_index(self, idx: int) -> int:
         """The cache batch (file order) that training batch ``idx`` of the current epoch reads."""
@@ -307,8 +296,7 @@ class OfflineSequencer(AbstractSequencer):
         if cut is not None and not self._chunks.get((batches - 1) // self.chunk_size).rows_are_samples():
             raise ValueError(f"n={n} falls inside cache batch {batches - 1}, whose elements do not share "
                              "row counts; give an n that ends a batch")
-        view._orders = {}
-        view._orders_lock = threading.Lock()
+        view._visit_orders = KeyedCache()
         view._predict_backbone = None
         view.load_clock = LoadClock()
         return view
@@ -324,12 +312,6 @@ class OfflineSequencer(AbstractSequencer):
         self._reader.close()
 
     def __getstate__(self) -> dict:
-        state = super().__getstate__()
-        state.pop("_orders_lock", None)
-        state["_orders"] = {}
-        state["_predict_backbone"] = None
+        state = dict(self.__dict__)
+        state["_predict_backbone"] = None  # rebuilt on first use in the new process
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        super().__setstate__(state)
-        self._orders_lock = threading.Lock()

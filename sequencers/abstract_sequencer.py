@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-import threading
 import time
 from typing import Any
 
@@ -19,6 +18,7 @@ import keras
 import numpy as np
 
 from sequencers.arguments import require_int
+from sequencers.keyed_cache import KeyedCache
 from sequencers.load_clock import LoadClock
 from sequencers.structure import Structure
 from sequencers.worker_watchdog import ensure_watchdog
@@ -101,8 +101,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         self._epoch_begun = False
         self._sample_ids: np.ndarray | None = None  # set by subsample()
         self._shard: tuple[int, int] | None = None  # (num_shards, index), set by shard()
-        self._order_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._order_lock = threading.Lock()
+        self._sample_orders = KeyedCache()  # sample order per pass
         self.load_clock = LoadClock()  # read by DataWaitProfiler
         if X is not None:
             self.set_input_data(X, y)
@@ -135,7 +134,6 @@ class AbstractSequencer(keras.utils.PyDataset):
     # ---------------------------------------------------------------- data
     def set_input_data(self, X: Structure, y: np.ndarray | None = None) -> None:
         """Replace the data; subclasses validate and store it, then call this."""
-        self._order_cache = {}
         self._sample_ids = None
         if self.num_samples == 0:
             raise ValueError(f"X must hold at least one sample, got 0 ({type(self).__name__})")
@@ -188,7 +186,6 @@ class AbstractSequencer(keras.utils.PyDataset):
         if missing:
             raise KeyError(f"state dict lacks {sorted(missing)}; got keys {sorted(state)}")
         self.seed = require_int("state['seed']", state["seed"], 0)
-        self._order_cache = {}
         self.set_epoch(state["epoch"])
 
     def on_epoch_begin(self) -> None:
@@ -243,16 +240,19 @@ class AbstractSequencer(keras.utils.PyDataset):
         n = self.num_samples
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
-        key = (self.seed, pass_index)
-        order = self._order_cache.get(key)
-        if order is None:
+
+        def make() -> np.ndarray:
             seq = np.random.SeedSequence([self.seed, pass_index], spawn_key=(_SHUFFLE_STREAM,))
-            order = np.random.Generator(np.random.PCG64(seq)).permutation(n).astype(np.int64)
-            with self._order_lock:
-                if len(self._order_cache) >= 4:
-                    self._order_cache.pop(next(iter(self._order_cache)))
-                self._order_cache[key] = order
-        return order
+            return np.random.Generator(np.random.PCG64(seq)).permutation(n).astype(np.int64)
+
+        return self._sample_orders.get((self.seed, n, pass_index), make)
+
+    def _stream_batch(self, idx: int) -> int:
+        """The place of training batch ``idx`` in the stream that ``epoch_size`` and shards read."""
+        if self._shard is not None:
+            k, i = self._shard
+            return (self.epoch * len(self) + idx) * k + i
+        return self.epoch * self.epoch_size + idx
 
     def _check_index(self, idx: int) -> int:
         length = len(self)
@@ -270,11 +270,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         idx = self._check_index(idx)
         bs = self.batch_size
         if self._uses_stream():
-            if self._shard is not None:
-                k, i = self._shard
-                global_batch = (self.epoch * len(self) + idx) * k + i
-            else:
-                global_batch = self.epoch * self.epoch_size + idx
+            global_batch = self._stream_batch(idx)
             positions = np.arange(global_batch * bs, (global_batch + 1) * bs, dtype=np.int64)
             passes, offsets = np.divmod(positions, self.num_samples)
             ids = np.empty(bs, dtype=np.int64)
@@ -392,8 +388,7 @@ class AbstractSequencer(keras.utils.PyDataset):
             )
         view = copy.copy(self)
         view._shard = (num_shards, index)
-        view._order_cache = {}
-        view._order_lock = threading.Lock()
+        view._sample_orders = KeyedCache()
         view.load_clock = LoadClock()
         return view
 
@@ -404,21 +399,10 @@ class AbstractSequencer(keras.utils.PyDataset):
             raise ValueError(f"n must be <= num_samples={self.num_samples}, got {n}")
         view = copy.copy(self)
         view._sample_ids = self._to_data_ids(np.arange(n, dtype=np.int64))
-        view._order_cache = {}
-        view._order_lock = threading.Lock()
+        view._sample_orders = KeyedCache()
         view.load_clock = LoadClock()
         view._check_some_batches()
         return view
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.pop("_order_lock", None)
-        state["_order_cache"] = {}
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._order_lock = threading.Lock()
 
     def __repr__(self) -> str:
         mode = "training" if self._training else "predict"
