@@ -1,11 +1,11 @@
 """Point-cloud augmentation with numpy: random rotations, scaling and jitter over batches."""
 
-from .augmentor import Augmentor, transformation_from_spec
-from .distributions import Constant, Distribution, Normal, Uniform, distribution_from_spec
-from .jitter import Jitter
-from .rotation import Rotation, random_unit_axes, rotation_matrices
-from .scale import Scale
-from .transformation import (
+from pointseq.augment.augmentor import Augmentor, as_augmentor, transformation_from_spec
+from pointseq.augment.distributions import Constant, Distribution, Normal, Uniform, distribution_from_spec
+from pointseq.augment.jitter import Jitter
+from pointseq.augment.rotation import Rotation, random_unit_axes, rotation_matrices
+from pointseq.augment.scale import Scale
+from pointseq.augment.transformation import (
     LinearMaps,
     LinearTransformation,
     PointwiseTransformation,
@@ -14,6 +14,7 @@ from .transformation import (
 
 __all__ = [
     "Augmentor",
+    "as_augmentor",
     "Constant",
     "Distribution",
     "Jitter",

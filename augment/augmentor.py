@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_spec_keys
-from .jitter import Jitter
-from .rotation import Rotation
-from .scale import Scale
-from .transformation import LinearTransformation, PointwiseTransformation, Transformation
+from pointseq.arguments import check_spec_keys
+from pointseq.augment.jitter import Jitter
+from pointseq.augment.rotation import Rotation
+from pointseq.augment.scale import Scale
+from pointseq.augment.transformation import LinearTransformation, PointwiseTransformation, Transformation
 
 _TRANSFORMATIONS: dict[str, type] = {
     cls.type_name.lower(): cls for cls in (Rotation, Scale, Jitter)
@@ -27,7 +27,7 @@ def transformation_from_spec(spec: Transformation | Mapping[str, Any]) -> Transf
     if isinstance(spec, Transformation):
         return spec
     if not isinstance(spec, Mapping):
-        raise ValueError(
+        raise TypeError(
             f"a transformation must be a Transformation or a spec dict, "
             f"got {type(spec).__name__}: {spec!r}"
         )
@@ -53,7 +53,7 @@ class Augmentor:
 
     def __init__(self, transformations: Iterable[Transformation | Mapping[str, Any]] = ()):
         if isinstance(transformations, (Transformation, Mapping, str)):
-            raise ValueError(
+            raise TypeError(
                 "transformations must be a list of transformations or their spec dicts, "
                 f"got {transformations!r}"
             )
@@ -62,7 +62,7 @@ class Augmentor:
         )
         for t in self.transformations:
             if not isinstance(t, (LinearTransformation, PointwiseTransformation)):
-                raise ValueError(
+                raise TypeError(
                     f"{type(t).__name__} is neither a LinearTransformation nor a "
                     "PointwiseTransformation; the augmentor cannot apply it"
                 )
@@ -225,7 +225,7 @@ def _as_generator(rng: Any) -> np.random.Generator:
         return rng
     if isinstance(rng, Integral) and not isinstance(rng, bool):
         return np.random.default_rng(int(rng))
-    raise ValueError(f"rng must be a numpy.random.Generator or an int seed, got {rng!r}")
+    raise TypeError(f"rng must be a numpy.random.Generator or an int seed, got {rng!r}")
 
 
 def _as_arrays(value: Any, name: str) -> tuple[list[np.ndarray], type]:
@@ -266,3 +266,15 @@ def _restructure(arrays: list[np.ndarray], kind: type) -> Arrays:
     if kind is np.ndarray:
         return arrays[0]
     return kind(arrays)
+
+
+def as_augmentor(value: Any) -> Augmentor | None:
+    """An ``augmentor`` argument: an `Augmentor`, its spec dict, or None."""
+    if value is None or isinstance(value, Augmentor):
+        return value
+    if isinstance(value, Mapping):
+        return Augmentor.from_spec(dict(value))
+    raise TypeError(
+        f"augmentor must be a pointseq.augment.Augmentor, its spec dict or None, got {value!r} "
+        f"({type(value).__name__})"
+    )

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_spec_keys, require_real
-from .gaussian import normal_float32
+from pointseq.arguments import check_spec_keys, require_real
+from pointseq.augment.gaussian import normal_float32
 
 Size = int | tuple[int, ...]
 
@@ -122,7 +122,7 @@ def distribution_from_spec(spec: Distribution | float | Mapping[str, Any]) -> Di
     if isinstance(spec, Real) and not isinstance(spec, bool):
         return Constant(spec)
     if not isinstance(spec, Mapping):
-        raise ValueError(
+        raise TypeError(
             "distribution spec must be a Distribution, a number or a dict with a 'type', "
             f"got {type(spec).__name__}: {spec!r}"
         )

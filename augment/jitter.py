@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_spec_keys, pick_alias
-from .distributions import Distribution, Normal, distribution_from_spec
-from .transformation import PointwiseTransformation
+from pointseq.arguments import check_spec_keys, pick_alias
+from pointseq.augment.distributions import Distribution, Normal, distribution_from_spec
+from pointseq.augment.transformation import PointwiseTransformation
 
 
 _BLOCK = 1 << 16  # values drawn per step; part of the stream's definition, keep it fixed

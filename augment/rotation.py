@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_spec_keys, pick_alias, require_real
-from .distributions import Distribution, Uniform, distribution_from_spec
-from .transformation import LinearMaps, LinearTransformation
+from pointseq.arguments import check_spec_keys, pick_alias, require_real
+from pointseq.augment.distributions import Distribution, Uniform, distribution_from_spec
+from pointseq.augment.transformation import LinearMaps, LinearTransformation
 
 RANDOM_AXIS = "random"
 

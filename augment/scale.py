@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from .arguments import check_spec_keys, pick_alias, require_bool
-from .distributions import Constant, Distribution, Uniform, distribution_from_spec
-from .transformation import LinearMaps, LinearTransformation
+from pointseq.arguments import check_spec_keys, pick_alias, require_bool
+from pointseq.augment.distributions import Constant, Distribution, Uniform, distribution_from_spec
+from pointseq.augment.transformation import LinearMaps, LinearTransformation
 
 
 def _check_nonzero(factor: Distribution) -> None:

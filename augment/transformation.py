@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .arguments import require_probability
+from pointseq.arguments import require_probability
 
 
 class Transformation(ABC):

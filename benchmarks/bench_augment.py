@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 from scipy.spatial.transform import Rotation as ScipyRotation  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from augment import Augmentor, Jitter, Normal, Rotation, Scale, Uniform  # noqa: E402
-from augment.gaussian import normal_float32  # noqa: E402
+from pointseq.augment import Augmentor, Jitter, Normal, Rotation, Scale, Uniform  # noqa: E402
+from pointseq.augment.gaussian import normal_float32  # noqa: E402
 
 BATCH, POINTS = 16, 16384
 STDEV, CLIP = 0.01, 0.05

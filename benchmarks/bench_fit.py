@@ -20,9 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from offline import OfflineSequencer  # noqa: E402
-from sequencers import EpochSync, Sequencer  # noqa: E402
-from sequencers.pointnet_model import build_pointnet_segmentation_model  # noqa: E402
+from pointseq.offline import OfflineSequencer  # noqa: E402
+from pointseq.sequencers import EpochSync, Sequencer  # noqa: E402
+from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model  # noqa: E402
 
 
 class EpochTimer(keras.callbacks.Callback):

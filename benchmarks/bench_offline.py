@@ -24,10 +24,10 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from offline import OfflineSequencer, build_cache  # noqa: E402
-from offline.order import visit_order  # noqa: E402
-from offline.writer import storage_chunks  # noqa: E402
-from sequencers import Sequencer  # noqa: E402
+from pointseq.offline import OfflineSequencer, build_cache  # noqa: E402
+from pointseq.offline.order import visit_order  # noqa: E402
+from pointseq.offline.writer import storage_chunks  # noqa: E402
+from pointseq.sequencers import Sequencer  # noqa: E402
 
 
 def best(fn, repeats):

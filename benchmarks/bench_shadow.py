@@ -19,11 +19,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the sequencers package imp
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sequencers.shadow_sequencer import (  # noqa: E402
+from pointseq.sequencers.shadow_sequencer import (  # noqa: E402
     assemble_shadow_batch,
     assemble_shadow_labels,
 )
-from sequencers.sparse_grid import build_sparse_grid  # noqa: E402
+from pointseq.pointclouds.sparse_grid import build_sparse_grid  # noqa: E402
 
 NUM_GRIDS = 64
 BATCH = 16

@@ -7,13 +7,13 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
-from offline import format as fmt
-from offline.build_lock import build_lock
-from offline.errors import OfflineStorageError
-from offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
-from offline.pointcloud_source import PointCloudSource
-from offline.reader import CacheReader
-from offline.writer import CacheWriter
+from pointseq.offline import format as fmt
+from pointseq.offline.build_lock import build_lock
+from pointseq.offline.errors import OfflineStorageError
+from pointseq.offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
+from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.offline.reader import CacheReader
+from pointseq.offline.writer import CacheWriter
 
 # Options that change how batches are ordered or augmented at read time, not their content.
 READ_TIME_KEYS = frozenset({
@@ -136,13 +136,7 @@ def build_cache(
             "offline_pcloud": None if pcloud is None else pcloud.get_config(),
             **(extra_config or {}),
         }
-        hasher = None
-        if nbytes >= _HASH_ASIDE_BYTES and not os.path.exists(fmt.temp_path(path)):
-            hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-fingerprint")
-            pending: Future = hasher.submit(job)
-        else:  # resuming a temp file needs its fingerprint before anything is written
-            pending = Future()
-            pending.set_result(job())
+        hasher, pending = _start_fingerprint(job, nbytes, path)
         writer = None
         try:
             writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
@@ -157,6 +151,16 @@ def build_cache(
                 writer.close()
             if hasher is not None:
                 hasher.shutdown(wait=False)
+
+
+def _start_fingerprint(job: Any, nbytes: int, path: str) -> tuple[ThreadPoolExecutor | None, Future]:
+    """Hash large data in a background thread while writing; resuming needs it first."""
+    if nbytes >= _HASH_ASIDE_BYTES and not os.path.exists(fmt.temp_path(path)):
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-fingerprint")
+        return hasher, hasher.submit(job)
+    pending: Future = Future()
+    pending.set_result(job())
+    return None, pending
 
 
 def _write_batches(writer: CacheWriter, sources: list[Any], pending: Future, progress: bool) -> None:

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
-from offline.reader import CacheReader, Chunk
+from pointseq.offline.reader import CacheReader, Chunk
 
 
 def _refs(pool: list, i: int) -> int:

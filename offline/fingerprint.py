@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from offline.format import FORMAT_VERSION
+from pointseq.offline.format import FORMAT_VERSION
 
 _BLOCK = 1 << 24  # hash large arrays in 16 MiB slices to bound the temporary copies
 

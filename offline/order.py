@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_ORDER_STREAM = 2  # spawn key: separates the visit-order stream from augmentation streams
+from pointseq.sequencers.seeding import visit_order_rng
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,7 @@ def visit_order(
     shuffle = pass_index > 0 and (chunk_randomization or batch_randomization)
     rng = None
     if shuffle:
-        seq = np.random.SeedSequence([seed, pass_index], spawn_key=(_ORDER_STREAM,))
-        rng = np.random.Generator(np.random.PCG64(seq))
+        rng = visit_order_rng(seed, pass_index)
         if chunk_randomization:
             chunks = rng.permutation(chunks)
     parts, ranks = [], []

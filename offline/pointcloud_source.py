@@ -7,9 +7,10 @@ from typing import Any
 
 import numpy as np
 
-from offline.fingerprint import files_digest
-from offline.pointcloud_io import read_point_cloud
-from offline.receptive_field import ReceptiveFieldSampler
+from pointseq.offline.fingerprint import files_digest
+from pointseq.pointclouds.reading import read_point_cloud
+from pointseq.pointclouds.receptive_field import ReceptiveFieldSampler
+from pointseq.sequencers.seeding import field_rng
 
 
 class PointCloudSource:
@@ -67,7 +68,8 @@ class PointCloudSource:
         """``(X, y)`` of all fields of all files, in file order."""
         points, features, labels = [], [], []
         for i, path in enumerate(self.paths):
-            fields = self.sampler(read_point_cloud(path, label_column=self.label_column), i)
+            fields = self.sampler(read_point_cloud(path, label_column=self.label_column),
+                                  field_rng(self.sampler.seed, i))
             points.append(fields.points)
             features.append(fields.features)
             labels.append(fields.labels)

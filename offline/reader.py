@@ -11,9 +11,9 @@ from typing import Any, Callable
 import h5py
 import numpy as np
 
-from offline import format as fmt
-from offline.errors import OfflineStorageError, storage_error
-from offline.structure import BatchStructure
+from pointseq.offline import format as fmt
+from pointseq.offline.errors import OfflineStorageError, storage_error
+from pointseq.offline.structure import BatchStructure
 
 # h5py serialises every call under one process-wide lock that fork does not reset. All reads
 # of this package go through _IO_LOCK, and fork waits for it, so a child never inherits a

@@ -8,18 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from offline import format as fmt
-from offline.build import build_cache, expected_fingerprint
-from offline.chunk_cache import ChunkCache
-from offline.errors import storage_error
-from offline.order import VisitOrder, visit_order
-from offline.pointcloud_source import PointCloudSource
-from offline.reader import CacheReader
-from sequencers.abstract_sequencer import AbstractSequencer
-from sequencers.sequencer import Sequencer
-from sequencers.keyed_cache import KeyedCache
-from sequencers.load_clock import LoadClock
-from sequencers.registry import build_sequencer, register_sequencer
+from pointseq.offline import format as fmt
+from pointseq.offline.build import build_cache, expected_fingerprint
+from pointseq.offline.chunk_cache import ChunkCache
+from pointseq.offline.errors import storage_error
+from pointseq.offline.order import VisitOrder, visit_order
+from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.offline.reader import CacheReader
+from pointseq.sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.sequencers.batch_plan import BatchPlan
+from pointseq.sequencers.sequencer import Sequencer
+from pointseq.sequencers.keyed_cache import KeyedCache
+from pointseq.sequencers.load_clock import LoadClock
+from pointseq.sequencers.registry import build_sequencer, register_sequencer
 
 
 @register_sequencer("OfflineSequencer", "DLOfflineSequencer")
@@ -186,29 +187,27 @@ class OfflineSequencer(AbstractSequencer):
                                 chunk_randomization=self.chunk_randomization,
                                 batch_randomization=self.batch_randomization))
 
+    def batch_plan(self) -> BatchPlan:
+        """Epochs over whole cache batches: a pass visits each stored batch once."""
+        return BatchPlan(self._pass_batches(), 1, False, self.epoch_size, self._shard)
+
     def __len__(self) -> int:
         if not self._training:
             return len(self._predict_view())
-        if self.epoch_size is not None:
-            return self.epoch_size
-        if self._shard is not None:
-            return self._stream_batches_per_pass() // self._shard[0]
-        return self._pass_batches()
+        return super().__len__()
 
-    def _stream_batches_per_pass(self) -> int:
-        return self._pass_batches()  # the cache's batches, the partial last one included
+    def _pass_order(self, pass_index: int) -> np.ndarray:
+        return self._visit(pass_index).batches
 
-    def _position(self, idx: int) -> tuple[int, int]:
+    def _slot(self, idx: int) -> tuple[int, int]:
         """(pass, position in that pass) of training batch ``idx`` of the current epoch."""
-        if not self._uses_stream():
-            return self.epoch, idx
-        return divmod(self._stream_batch(idx), self._pass_batches())
+        passes, positions = self.batch_plan().training_slots(self.epoch, self._check_index(idx))
+        return int(passes[0]), int(positions[0])
 
     def cache_batch_index(self, idx: int) -> int:
         """The cache batch (file order) that training batch ``idx`` of the current epoch reads."""
-        idx = self._check_index(idx)
-        pass_index, position = self._position(idx)
-        return int(self._visit(pass_index).batches[position])
+        pass_index, position = self._slot(idx)
+        return int(self._pass_order(pass_index)[position])
 
     def batch_indices(self, idx: int) -> np.ndarray:
         """The rows of the cache (file order) that training batch ``idx`` holds."""
@@ -223,8 +222,7 @@ class OfflineSequencer(AbstractSequencer):
 
         They are views of a resident chunk, which is not reused while any of them is alive.
         """
-        idx = self._check_index(idx)
-        pass_index, position = self._position(idx)
+        pass_index, position = self._slot(idx)
         order = self._visit(pass_index)
         batch = int(order.batches[position])
         chunk = self._chunks.get(batch // self.chunk_size)

@@ -9,8 +9,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from offline import format as fmt
-from offline.structure import BatchStructure, flatten_batch
+from pointseq.offline import format as fmt
+from pointseq.offline.structure import BatchStructure, flatten_batch
 
 _H5_CHUNK_BYTES = 1 << 20  # HDF5 storage chunk: bounds HDF5's per-read filter buffers
 

@@ -1,44 +1,51 @@
-"""Keras PyDataset sequencers for point clouds."""
+"""Keras PyDataset sequencers for point clouds, their registry, callbacks and models."""
 
-from sequencers.abstract_sequencer import AbstractSequencer, keyed_rng
-from sequencers.callbacks import DataWaitProfiler, IntervalEvaluator, SequencerCheckpoint
-from sequencers.epoch_sync import EpochSync
-from sequencers.pointnet_model import build_pointnet_segmentation_model
-from sequencers.prebuild import prebuild_model
-from sequencers.registry import build_sequencer, register_sequencer
-from sequencers.sequencer import Sequencer
-from sequencers.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
-from sequencers.shadow_model import build_shadow_segmentation_model, shadow_input_names
-from sequencers.shadow_sequencer import (
+from pointseq.sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.sequencers.callbacks import (
+    DataWaitProfiler,
+    EpochSync,
+    IntervalEvaluator,
+    SequencerCheckpoint,
+)
+from pointseq.sequencers.models import (
+    MaskedDense,
+    PoolToParent,
+    UnpoolToChild,
+    build_pointnet_segmentation_model,
+    build_shadow_segmentation_model,
+    prebuild_model,
+    shadow_input_names,
+)
+from pointseq.sequencers.registry import build_sequencer, register_sequencer
+from pointseq.sequencers.seeding import augmentation_rng
+from pointseq.sequencers.sequencer import Sequencer
+from pointseq.sequencers.shadow_sequencer import (
     SparseShadowSequencer,
     assemble_shadow_batch,
     assemble_shadow_labels,
 )
-from sequencers.sparse_grid import SparseGrid, build_sparse_grid
-from sequencers.worker_watchdog import WorkerProcessDied, ensure_watchdog
+from pointseq.sequencers.worker_watchdog import WorkerProcessDied, ensure_watchdog
 
 __all__ = [
     "AbstractSequencer",
     "DataWaitProfiler",
+    "EpochSync",
     "IntervalEvaluator",
-    "SequencerCheckpoint",
-    "WorkerProcessDied",
-    "ensure_watchdog",
     "MaskedDense",
     "PoolToParent",
     "Sequencer",
-    "SparseGrid",
+    "SequencerCheckpoint",
     "SparseShadowSequencer",
     "UnpoolToChild",
+    "WorkerProcessDied",
     "assemble_shadow_batch",
     "assemble_shadow_labels",
-    "build_shadow_segmentation_model",
-    "build_sparse_grid",
-    "shadow_input_names",
-    "EpochSync",
+    "augmentation_rng",
     "build_pointnet_segmentation_model",
     "build_sequencer",
-    "keyed_rng",
+    "build_shadow_segmentation_model",
+    "ensure_watchdog",
     "prebuild_model",
     "register_sequencer",
+    "shadow_input_names",
 ]

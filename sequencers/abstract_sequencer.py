@@ -17,21 +17,16 @@ from typing import Any
 import keras
 import numpy as np
 
-from sequencers.arguments import require_int
-from sequencers.keyed_cache import KeyedCache
-from sequencers.load_clock import LoadClock
-from sequencers.structure import Structure
-from sequencers.worker_watchdog import ensure_watchdog
+from pointseq.arguments import require_int
+from pointseq.sequencers.batch_plan import BatchPlan, gather_slots
+from pointseq.sequencers.keyed_cache import KeyedCache
+from pointseq.sequencers.load_clock import LoadClock
+from pointseq.sequencers.seeding import augmentation_rng, draw_seed, shuffle_rng
+from pointseq.sequencers.structure import Structure
+from pointseq.sequencers.worker_watchdog import ensure_watchdog
 
 # Original keyword names accepted for compatibility.
 KWARG_ALIASES = {"random_shuffle_indices": "shuffle"}
-
-_SHUFFLE_STREAM = 1  # spawn key separating the shuffle stream from augmentation streams
-
-
-def keyed_rng(seed: int, epoch: int, idx: int) -> np.random.Generator:
-    """The generator for batch ``idx`` of ``epoch``: the same numbers in any process."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, epoch, idx])))
 
 
 class AbstractSequencer(keras.utils.PyDataset):
@@ -94,7 +89,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         self.drop_last = bool(drop_last)
         self.epoch_size = None if epoch_size is None else require_int("epoch_size", epoch_size, 1)
         if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1)[0])
+            seed = draw_seed()
         self.seed = require_int("seed", seed, 0)
         self.epoch = 0
         self._training = bool(training)
@@ -201,58 +196,27 @@ class AbstractSequencer(keras.utils.PyDataset):
         self._epoch_begun = False
 
     # ---------------------------------------------------------------- batch layout
+    def batch_plan(self) -> BatchPlan:
+        """The shape of every epoch: items, batch size, epoch size, shard."""
+        return BatchPlan(self.num_samples, self.batch_size, self.drop_last, self.epoch_size, self._shard)
+
     @property
     def num_dataset_batches(self) -> int:
         """Batches in one pass over the data in dataset order (predict mode's length)."""
         return math.ceil(self.num_samples / self.batch_size)
 
-    def _batches_per_pass(self) -> int:
-        if self.drop_last:
-            return self.num_samples // self.batch_size
-        return self.num_dataset_batches
-
-    def _stream_batches_per_pass(self) -> int:
-        """Full batches one pass over the data adds to the stream that shards share."""
-        return self.num_samples // self.batch_size
-
-    def _uses_stream(self) -> bool:
-        """Whether epochs are windows of one continuous stream of full batches."""
-        return self.epoch_size is not None or self._shard is not None
-
     def __len__(self) -> int:
-        if not self._training:
-            total = self.num_dataset_batches
-            if self._shard is None:
-                return total
-            k, i = self._shard
-            return len(range(i, total, k))
-        if self._shard is not None:
-            k, _ = self._shard
-            if self.epoch_size is not None:
-                return self.epoch_size
-            return self._stream_batches_per_pass() // k
-        if self.epoch_size is not None:
-            return self.epoch_size
-        return self._batches_per_pass()
+        plan = self.batch_plan()
+        return plan.training_length() if self._training else plan.predict_length()
 
     def _pass_order(self, pass_index: int) -> np.ndarray:
         """The sample order of one pass over the data: keyed by ``(seed, pass)``."""
         n = self.num_samples
         if not self.shuffle:
             return np.arange(n, dtype=np.int64)
-
-        def make() -> np.ndarray:
-            seq = np.random.SeedSequence([self.seed, pass_index], spawn_key=(_SHUFFLE_STREAM,))
-            return np.random.Generator(np.random.PCG64(seq)).permutation(n).astype(np.int64)
-
-        return self._sample_orders.get((self.seed, n, pass_index), make)
-
-    def _stream_batch(self, idx: int) -> int:
-        """The place of training batch ``idx`` in the stream that ``epoch_size`` and shards read."""
-        if self._shard is not None:
-            k, i = self._shard
-            return (self.epoch * len(self) + idx) * k + i
-        return self.epoch * self.epoch_size + idx
+        return self._sample_orders.get(
+            (self.seed, n, pass_index),
+            lambda: shuffle_rng(self.seed, pass_index).permutation(n).astype(np.int64))
 
     def _check_index(self, idx: int) -> int:
         length = len(self)
@@ -268,42 +232,21 @@ class AbstractSequencer(keras.utils.PyDataset):
     def batch_indices(self, idx: int) -> np.ndarray:
         """The sample indices (into X) of training batch ``idx`` in the current epoch."""
         idx = self._check_index(idx)
-        bs = self.batch_size
-        if self._uses_stream():
-            global_batch = self._stream_batch(idx)
-            positions = np.arange(global_batch * bs, (global_batch + 1) * bs, dtype=np.int64)
-            passes, offsets = np.divmod(positions, self.num_samples)
-            ids = np.empty(bs, dtype=np.int64)
-            for p in np.unique(passes):
-                where = passes == p
-                ids[where] = self._pass_order(int(p))[offsets[where]]
-        else:
-            ids = self._pass_order(self.epoch)[idx * bs:(idx + 1) * bs]
-        return self._to_data_ids(ids)
+        passes, positions = self.batch_plan().training_slots(self.epoch, idx)
+        return self._to_data_ids(gather_slots(passes, positions, self._pass_order))
 
     def predict_indices(self, idx: int) -> np.ndarray:
         """The sample indices of predict batch ``idx``: dataset order."""
         idx = self._check_index(idx)
-        if self._shard is not None:
-            k, i = self._shard
-            idx = idx * k + i
-        start = idx * self.batch_size
-        ids = np.arange(start, min(start + self.batch_size, self.num_samples), dtype=np.int64)
-        return self._to_data_ids(ids)
+        return self._to_data_ids(self.batch_plan().predict_items(idx))
 
     def _to_data_ids(self, ids: np.ndarray) -> np.ndarray:
         return ids if self._sample_ids is None else self._sample_ids[ids]
 
     def make_rng(self, idx: int) -> np.random.Generator:
-        """The augmentation generator of training batch ``idx`` in the current epoch.
-
-        A shard keys it by the batch's place in the whole epoch, so replicas draw different
-        transforms and together augment exactly like one unsharded reader.
-        """
-        if self._shard is not None and self._training:
-            k, i = self._shard
-            idx = int(idx) * k + i
-        return keyed_rng(self.seed, self.epoch, int(idx))
+        """The augmentation generator of training batch ``idx`` in the current epoch."""
+        key = self.batch_plan().augmentation_index(int(idx), self._training)
+        return augmentation_rng(self.seed, self.epoch, key)
 
     # ---------------------------------------------------------------- batches
     def extract_input_batch(self, indices: np.ndarray) -> Structure:
@@ -380,9 +323,10 @@ class AbstractSequencer(keras.utils.PyDataset):
             raise ValueError(f"index must be in [0, {num_shards}), got {index}")
         if self._shard is not None:
             raise ValueError("this sequencer is already a shard; shard the original instead")
-        if self.epoch_size is None and self._stream_batches_per_pass() < num_shards:
+        per_pass = self.batch_plan().stream_batches_per_pass
+        if self.epoch_size is None and per_pass < num_shards:
             raise ValueError(
-                f"num_shards={num_shards} exceeds the {self._stream_batches_per_pass()} batches one "
+                f"num_shards={num_shards} exceeds the {per_pass} batches one "
                 f"pass over {self.num_samples} samples gives at batch_size={self.batch_size}; "
                 "use fewer shards, a smaller batch_size or epoch_size"
             )

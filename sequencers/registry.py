@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
+from importlib import metadata
 from typing import Any, Callable
 
 _REGISTRY: dict[str, type] = {}
 _NAMES: set[str] = set()
 
-# Types defined in packages that import `sequencers` (imports run one way): importing the
-# package registers them.
-_LAZY_TYPES = {"OfflineSequencer": "offline", "DLOfflineSequencer": "offline"}
+# Packages that import this one (imports run one way) declare their types as entry points
+# of this group; a type is loaded the first time a spec names it.
+ENTRY_POINT_GROUP = "pointseq.sequencers"
+
+
+def _entry_points() -> dict[str, metadata.EntryPoint]:
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
 def register_sequencer(name: str, *aliases: str) -> Callable[[type], type]:
@@ -29,14 +33,16 @@ def register_sequencer(name: str, *aliases: str) -> Callable[[type], type]:
 
 def known_types() -> list[str]:
     """Every type name a spec may use (matched case-insensitively)."""
-    return sorted(_NAMES | set(_LAZY_TYPES))
+    return sorted(_NAMES | set(_entry_points()))
 
 
 def get_sequencer_class(type_name: str) -> type:
     key = str(type_name).lower()
-    lazy = {name.lower(): module for name, module in _LAZY_TYPES.items()}
-    if key not in _REGISTRY and key in lazy:
-        importlib.import_module(lazy[key])
+    if key not in _REGISTRY:
+        for name, entry_point in _entry_points().items():
+            if name.lower() == key:
+                cls = entry_point.load()  # importing its module registers it under every alias
+                _REGISTRY.setdefault(key, cls)
     if key not in _REGISTRY:
         raise ValueError(
             f"unknown sequencer type {type_name!r}; known types (case-insensitive): "

@@ -6,11 +6,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from augment import Augmentor
-from sequencers.abstract_sequencer import AbstractSequencer
-from sequencers.arguments import as_augmentor
-from sequencers.registry import register_sequencer
-from sequencers.structure import (
+from pointseq.augment import Augmentor
+from pointseq.sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.augment import as_augmentor
+from pointseq.sequencers.registry import register_sequencer
+from pointseq.sequencers.structure import (
     Structure,
     leaves,
     normalize_structure,

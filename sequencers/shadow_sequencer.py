@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from sequencers.abstract_sequencer import AbstractSequencer
-from sequencers.arguments import as_augmentor
-from sequencers.registry import register_sequencer
-from sequencers.sparse_grid import SparseGrid
+from pointseq.sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.augment import as_augmentor
+from pointseq.sequencers.registry import register_sequencer
+from pointseq.pointclouds.sparse_grid import SparseGrid
 
 __all__ = ["SparseShadowSequencer", "assemble_shadow_batch", "assemble_shadow_labels"]
 

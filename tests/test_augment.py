@@ -1,6 +1,7 @@
 """Behaviour of the augment package: distributions, transformations, the Augmentor, specs."""
 
 import json
+import re
 import math
 import pickle
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.transform import Rotation as ScipyRotation
 
-from augment import (
+from pointseq.augment import (
     Augmentor,
     Constant,
     Jitter,
@@ -115,8 +116,10 @@ class TestDistributions:
         ],
     )
     def test_bad_distributions(self, make, match):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(Exception, match=match) as raised:
             make()
+        type_mistake = re.search(r"got 'a'|missing required|unknown key|got list", match)
+        assert raised.type is (TypeError if type_mistake else ValueError)
 
     def test_bad_dtype(self):
         with pytest.raises(ValueError, match="dtype must be float32 or float64, got int32"):
@@ -180,8 +183,9 @@ class TestRotation:
         ],
     )
     def test_bad_axis(self, axis, match):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(Exception, match=match) as raised:
             Rotation(axis=axis)
+        assert raised.type is (TypeError if "got 'a'" in match else ValueError)
 
 
 # ------------------------------------------------------------------------- scale
@@ -210,7 +214,7 @@ class TestScale:
             Scale(factor)
 
     def test_anisotropic_must_be_bool(self):
-        with pytest.raises(ValueError, match="Scale anisotropic must be True or False, got 'yes'"):
+        with pytest.raises(TypeError, match="Scale anisotropic must be True or False, got 'yes'"):
             Scale(anisotropic="yes")
 
 
@@ -292,8 +296,9 @@ class TestProbability:
 
     @pytest.mark.parametrize("p", [-0.1, 1.5, "a", None, True])
     def test_bad_p(self, p):
-        with pytest.raises(ValueError, match=r"Jitter p must be a probability in \[0, 1\], got"):
+        with pytest.raises(Exception, match=r"Jitter p must be a probability in \[0, 1\], got") as raised:
             Jitter(p=p)
+        assert raised.type is (ValueError if isinstance(p, float) else TypeError)
 
 
 # --------------------------------------------------------------------- augmentor
@@ -307,7 +312,7 @@ _CHILD = """
 import sys
 import numpy as np
 sys.path.insert(0, {root!r})
-from augment import Augmentor
+from pointseq.augment import Augmentor
 aug = Augmentor.from_spec({spec!r})
 points = np.random.default_rng(0).normal(size=(4, 300, 3)).astype(np.float32)
 coords, vectors = aug([points, points[:, :30]], np.random.default_rng(1234), vectors=[points])
@@ -481,7 +486,7 @@ class TestAugmentor:
 
     def test_bad_rng(self):
         match = "rng must be a numpy.random.Generator or an int seed, got None"
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(TypeError, match=match):
             FULL(cloud(), None)
 
 
@@ -564,8 +569,10 @@ class TestSpecs:
         ],
     )
     def test_bad_specs(self, spec, match):
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(Exception, match=match) as raised:
             Augmentor.from_spec(spec)
+        type_mistake = re.search(r"unknown key|aliases|missing required|a transformation must be", match)
+        assert raised.type is (TypeError if type_mistake else ValueError)
 
     def test_pickle_round_trip_and_repr(self):
         rebuilt = pickle.loads(pickle.dumps(FULL))
@@ -577,5 +584,5 @@ class TestSpecs:
         )
 
     def test_single_transformation_is_not_a_list(self):
-        with pytest.raises(ValueError, match="transformations must be a list"):
+        with pytest.raises(TypeError, match="transformations must be a list"):
             Augmentor(Rotation())

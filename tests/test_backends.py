@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import dense_data, dense_model, make_deterministic
-from offline import OfflineSequencer
-from sequencers import (
+from pointseq.offline import OfflineSequencer
+from pointseq.pointclouds import build_sparse_grid
+from pointseq.sequencers import (
     EpochSync,
     MaskedDense,
     PoolToParent,
@@ -23,7 +24,6 @@ from sequencers import (
     SparseShadowSequencer,
     UnpoolToChild,
     build_shadow_segmentation_model,
-    build_sparse_grid,
     prebuild_model,
 )
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import make_deterministic
-from sequencers import Sequencer
-from sequencers.callbacks import DataWaitProfiler, IntervalEvaluator, SequencerCheckpoint
-from sequencers.callbacks.data_wait_profiler import IN_STEP_BACKENDS
+from pointseq.sequencers import Sequencer
+from pointseq.sequencers.callbacks import DataWaitProfiler, IntervalEvaluator, SequencerCheckpoint
+from pointseq.sequencers.callbacks.data_wait_profiler import IN_STEP_BACKENDS
 
 
 def make_data(n=20, seed=1):

@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 import pytest
 
-from offline.cli import main
-from offline.reader import CacheReader
+from pointseq.cli.main import main
+from pointseq.offline.reader import CacheReader
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_verify_fails_on_a_corrupted_chunk(spec_file, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "chunk 2" in err and "/references/2/Y0" in err and "1 fault(s)" in err
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run([sys.executable, "-m", "offline.cli", "cache", "verify", cache], env=env,
+    done = subprocess.run([sys.executable, "-m", "pointseq.cli.main", "cache", "verify", cache], env=env,
                           capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     assert done.returncode == 1 and "chunk 2" in done.stderr
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from offline.synthetic_scenes import CLASS_NAMES, make_scenes
+from pointseq.cli.synthetic_scenes import CLASS_NAMES, make_scenes
 
 
 def pointseq_command():
@@ -18,7 +18,7 @@ def pointseq_command():
         return [script]
     if shutil.which("pointseq"):
         return ["pointseq"]
-    return [sys.executable, "-m", "offline.cli"]
+    return [sys.executable, "-m", "pointseq.cli.main"]
 
 
 def test_demo_writes_its_files_and_beats_chance(tmp_path):

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from sequencers import Sequencer
+from pointseq.sequencers import Sequencer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "distributed")
@@ -170,7 +170,7 @@ def test_shards_read_one_continuous_stream_with_the_remainder_carried(num_sample
 
 
 def test_offline_shards_read_each_cache_batch_once_per_pass(tmp_path):
-    from offline import OfflineSequencer
+    from pointseq.offline import OfflineSequencer
 
     X = np.arange(33, dtype="float32")[:, None, None] * np.ones((1, 2, 3), "float32")
     backbone = Sequencer(X, np.arange(33), batch_size=3, shuffle=False, seed=1)

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import dense_data, make_deterministic
 from conftest import dense_model as make_model
-from sequencers import EpochSync, Sequencer, prebuild_model
+from pointseq.sequencers import EpochSync, Sequencer, prebuild_model
 
 WORKER_MODES = {
     "main": dict(workers=1),

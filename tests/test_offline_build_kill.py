@@ -9,9 +9,9 @@ import time
 
 import numpy as np
 
-from offline import build_cache, format as fmt
-from offline.reader import CacheReader
-from sequencers import Sequencer
+from pointseq.offline import build_cache, format as fmt
+from pointseq.offline.reader import CacheReader
+from pointseq.sequencers import Sequencer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,7 +45,7 @@ def test_killed_build_resumes_to_the_uninterrupted_content(tmp_path):
         import sys
         sys.path[:0] = [{HERE!r}, {os.path.dirname(HERE)!r}]
         from test_offline_build_kill import make_backbone
-        from offline import build_cache
+        from pointseq.offline import build_cache
         build_cache(make_backbone(stall_after=5, marker={marker!r}), {path!r}, chunk_size=2, progress=False)
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

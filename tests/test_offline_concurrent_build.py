@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
-from offline import CacheReader, build_cache
-from sequencers import Sequencer
+from pointseq.offline import CacheReader, build_cache
+from pointseq.sequencers import Sequencer
 
 
 class _SlowSequencer(Sequencer):

@@ -5,9 +5,10 @@ import sys
 import numpy as np
 import pytest
 
-from offline import OfflineSequencer, PointCloudSource, ReceptiveFieldSampler, read_point_cloud
-from offline.pointcloud_io import PointCloud
-from sequencers import Sequencer
+from pointseq.offline import OfflineSequencer, PointCloudSource
+from pointseq.pointclouds import PointCloud, ReceptiveFieldSampler, read_point_cloud
+from pointseq.sequencers import Sequencer
+from pointseq.sequencers.seeding import field_rng
 
 
 def table(n=50, seed=0):
@@ -68,17 +69,17 @@ def test_receptive_field_sampler():
     t = table(200)
     cloud = PointCloud(t[:, :3].astype(np.float32), t[:, 3:4].astype(np.float32), np.arange(200))
     sampler = ReceptiveFieldSampler(16, radius=1.0, seed=3)
-    fields = sampler(cloud, cloud_index=2)
+    fields = sampler(cloud, field_rng(3, 2))
     assert fields.points.shape == (13, 16, 3) and fields.features.shape == (13, 16, 1)
     assert fields.labels.shape == (13, 16)
     # the labels are point ids: every field point is its cloud point minus the field's centre
     centres = cloud.points[fields.labels] - fields.points
     np.testing.assert_allclose(centres, np.repeat(centres[:, :1], 16, axis=1), atol=1e-6)
     assert np.linalg.norm(fields.points, axis=-1).max() <= 1.0 + 1e-6
-    again = sampler(cloud, cloud_index=2)
+    again = sampler(cloud, field_rng(3, 2))
     np.testing.assert_array_equal(again.labels, fields.labels)
-    assert not np.array_equal(sampler(cloud, cloud_index=3).labels, fields.labels)
-    knn = ReceptiveFieldSampler(16, fields_per_cloud=4, center=False)(cloud)
+    assert not np.array_equal(sampler(cloud, field_rng(3, 3)).labels, fields.labels)
+    knn = ReceptiveFieldSampler(16, fields_per_cloud=4, center=False)(cloud, field_rng(0, 0))
     assert knn.points.shape == (4, 16, 3)
     assert all(len(set(row)) == 16 for row in knn.labels.tolist())
     with pytest.raises(ValueError, match="num_points must be a positive int, got 0"):

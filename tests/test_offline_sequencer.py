@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import make_deterministic
-from offline import OfflineSequencer, OfflineStorageError, visit_order
-from sequencers import Sequencer, build_sequencer
+from pointseq.offline import OfflineSequencer, OfflineStorageError, visit_order
+from pointseq.sequencers import Sequencer, build_sequencer
 
 AUGMENTOR = {"transformations": [{"type": "Rotation", "axis": "random"},
                                  {"type": "Jitter", "noise_distribution": {"type": "normal", "mean": 0, "stdev": 0.01}}]}
@@ -295,7 +295,7 @@ def test_cached_batches_are_read_only(tmp_path):
 
 
 def test_build_hashing_aside_gives_the_expected_fingerprint(tmp_path, monkeypatch):
-    import offline.build as build
+    import pointseq.offline.build as build
 
     monkeypatch.setattr(build, "_HASH_ASIDE_BYTES", 0)  # hash in the background even for tiny data
     X, y = make_data()

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from conftest import make_deterministic
-from offline import OfflineSequencer, OfflineStorageError
-from sequencers import EpochSync, SparseShadowSequencer, build_shadow_segmentation_model, build_sparse_grid
+from pointseq.offline import OfflineSequencer, OfflineStorageError
+from pointseq.pointclouds import build_sparse_grid
+from pointseq.sequencers import EpochSync, SparseShadowSequencer, build_shadow_segmentation_model
 
 AUGMENTOR = {"transformations": [{"type": "Rotation", "axis": [0, 0, 1]}]}
 

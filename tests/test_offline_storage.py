@@ -6,12 +6,12 @@ import h5py
 import numpy as np
 import pytest
 
-from offline import format as fmt
-from offline.chunk_cache import ChunkCache
-from offline.errors import OfflineStorageError
-from offline.reader import CacheReader
-from offline.structure import flatten_batch
-from offline.writer import CacheWriter, write_cache
+from pointseq.offline import format as fmt
+from pointseq.offline.chunk_cache import ChunkCache
+from pointseq.offline.errors import OfflineStorageError
+from pointseq.offline.reader import CacheReader
+from pointseq.offline.structure import flatten_batch
+from pointseq.offline.writer import CacheWriter, write_cache
 
 
 def make_batches(kind, num_batches=7, batch_size=4, last=3, seed=0):

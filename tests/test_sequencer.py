@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from sequencers import AbstractSequencer, Sequencer, build_sequencer
+from pointseq.sequencers import AbstractSequencer, Sequencer, build_sequencer
 
 
 def served_ids(seq):

@@ -4,10 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from sequencers.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
-from sequencers.shadow_model import build_shadow_segmentation_model
-from sequencers.shadow_sequencer import SparseShadowSequencer
-from sequencers.sparse_grid import build_sparse_grid
+from pointseq.sequencers.models.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
+from pointseq.sequencers.models.shadow_model import build_shadow_segmentation_model
+from pointseq.sequencers.shadow_sequencer import SparseShadowSequencer
+from pointseq.pointclouds.sparse_grid import build_sparse_grid
 
 # Two elements, 4 child rows and 3 parent rows each (R_c = 4, R_p = 3).
 # Element 0: 4 children -> parents [0, 1, 0, 1], 2 real parents.

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sequencers.registry import build_sequencer
-from sequencers.shadow_sequencer import SparseShadowSequencer, assemble_shadow_batch
-from sequencers.sparse_grid import build_sparse_grid
+from pointseq.sequencers.registry import build_sequencer
+from pointseq.sequencers.shadow_sequencer import SparseShadowSequencer, assemble_shadow_batch
+from pointseq.pointclouds.sparse_grid import build_sparse_grid
 
 POINTS_A = np.array(
     [[0.0, 0.0, 0.0], [0.5, 0.2, 0.9], [1.2, 0.1, 0.3], [3.9, 3.9, 3.9], [3.1, 3.5, 3.0]]
@@ -217,7 +217,7 @@ def test_identity_augment_without_augmentor():
         ({"max_rows": (1, 1, 1)}, ValueError, r"max_rows\[0\]=1 is smaller than the \d+ cells"),
         ({"max_rows": (500, 500)}, ValueError, r"max_rows must hold 3 ints"),
         ({"bogus": 1}, TypeError, r"unknown keyword argument\(s\): bogus.*max_rows"),
-        ({"augmentor": 3}, TypeError, r"augmentor must be an augment.Augmentor"),
+        ({"augmentor": 3}, TypeError, r"augmentor must be a pointseq.augment.Augmentor"),
     ],
 )
 def test_bad_construction_is_rejected(kwargs, error, match):
@@ -249,7 +249,7 @@ def test_post_process_output_checks_the_shape():
 
 
 def test_augmentor_applies_one_rotation_per_element_to_every_depth():
-    from augment import Augmentor
+    from pointseq.augment import Augmentor
 
     grids = random_grids(6, seed=10)
     spec = {"transformations": [{"type": "Rotation", "axis": [0, 0, 1]},

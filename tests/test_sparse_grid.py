@@ -1,11 +1,12 @@
 """build_sparse_grid: cells, keys, hierarchy maps, reduced features and labels, errors."""
 
+import re
 import dataclasses
 
 import numpy as np
 import pytest
 
-from sequencers.sparse_grid import SparseGrid, build_sparse_grid
+from pointseq.pointclouds.sparse_grid import SparseGrid, build_sparse_grid
 
 # Five points, unit cells; the min corner is (0, 0, 0) because of the first point.
 POINTS = np.array(
@@ -150,5 +151,7 @@ def test_grid_is_frozen_and_read_only(grid):
 )
 def test_bad_input_is_rejected(points, kwargs, match):
     args = {"cell_size": 1.0, "depth": 2, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(Exception, match=match) as raised:
         build_sparse_grid(points, **args)
+    type_mistake = re.search(r"numeric|1\.5|True|integers, got dtype", match)
+    assert raised.type is (TypeError if type_mistake else ValueError)

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from offline.cli import main
-from offline.synthetic_scenes import make_scenes
+from pointseq.cli.main import main
+from pointseq.cli.synthetic_scenes import make_scenes
 
 
 @pytest.fixture

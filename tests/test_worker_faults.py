@@ -17,8 +17,8 @@ import time
 import pytest
 from keras.src.trainers.data_adapters import py_dataset_adapter
 
-from sequencers import worker_watchdog
-from sequencers.worker_watchdog import WorkerProcessDied, describe_exitcode, ensure_watchdog
+from pointseq.sequencers import worker_watchdog
+from pointseq.sequencers.worker_watchdog import WorkerProcessDied, describe_exitcode, ensure_watchdog
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,7 +27,7 @@ import json, os, signal, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras
 import numpy as np
-from sequencers import Sequencer
+from pointseq.sequencers import Sequencer
 
 class BrokenSample(Exception):
     pass
@@ -113,7 +113,7 @@ def test_an_exception_in_getitem_ends_fit_naming_the_batch_in_every_worker_mode(
 def test_a_killed_worker_process_ends_fit_with_worker_process_died():
     (result,) = run_script(
         """
-        from sequencers.worker_watchdog import ensure_watchdog
+        from pointseq.sequencers.worker_watchdog import ensure_watchdog
         assert ensure_watchdog()
         report("killed", *fit(workers=2, use_multiprocessing=True, kill=True))
         """,

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import keras
 
-from sequencers.arguments import require_int
+from pointseq.arguments import require_int
 
 # Backends whose train function pulls the batch itself, so waiting for it is step time.
 IN_STEP_BACKENDS = ("tensorflow", "jax")

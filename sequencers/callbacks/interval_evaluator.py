@@ -7,7 +7,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from sequencers.arguments import require_int
+from pointseq.arguments import require_int
 
 
 class IntervalEvaluator(keras.callbacks.Callback):

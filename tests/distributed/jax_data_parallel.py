@@ -19,7 +19,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from conftest import make_deterministic  # noqa: E402
-from sequencers import EpochSync, Sequencer, prebuild_model  # noqa: E402
+from pointseq.sequencers import EpochSync, Sequencer, prebuild_model  # noqa: E402
 
 N, POINTS, BATCH, EPOCHS = 32, 8, 8, 4
 

@@ -26,8 +26,8 @@ def arrays() -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
 
 def offline_sequencer(cache: str | os.PathLike, *, build: bool = False, **kwargs):
     """The OfflineSequencer over ``cache``; only the caller with ``build=True`` may write it."""
-    from offline import OfflineSequencer
-    from sequencers import Sequencer
+    from pointseq.offline import OfflineSequencer
+    from pointseq.sequencers import Sequencer
 
     X, y = arrays()
     backbone = Sequencer(X, y, batch_size=BATCH_SIZE, shuffle=False, seed=SEED, augmentor=AUGMENTOR)

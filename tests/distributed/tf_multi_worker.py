@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from conftest import make_deterministic  # noqa: E402
-from sequencers import EpochSync  # noqa: E402
+from pointseq.sequencers import EpochSync  # noqa: E402
 from stream_data import NUM_POINTS, offline_sequencer  # noqa: E402
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import keras
 
-from sequencers.arguments import require_int
+from pointseq.arguments import require_int
 
-from sequencers.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
+from pointseq.sequencers.models.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
 
 __all__ = ["build_shadow_segmentation_model", "shadow_input_names"]
 

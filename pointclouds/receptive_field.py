@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from offline.pointcloud_io import PointCloud
+from pointseq.pointclouds.reading import PointCloud
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class ReceptiveFieldSampler:
 
     Each field holds the ``num_points`` nearest neighbours of its centre; with ``radius``
     only neighbours within that distance count and a sparse neighbourhood is filled by
-    repeating its points (drawn with the keyed generator). Centres are points of the cloud
-    drawn from ``SeedSequence([seed, cloud_index])``, so the fields are reproducible.
+    repeating its points. Centres are points of the cloud drawn with the generator the
+    caller passes in (keyed by ``seed`` and the cloud's index), so fields are reproducible.
     ``fields_per_cloud`` defaults to ``ceil(N / num_points)``. With ``center`` the block
     coordinates are relative to the centre.
     """
@@ -56,12 +56,11 @@ class ReceptiveFieldSampler:
             raise ValueError(f"sampler type must be 'ReceptiveFieldSampler', got {kind!r}")
         return cls(**spec)
 
-    def __call__(self, cloud: PointCloud, cloud_index: int = 0) -> Fields:
+    def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> Fields:
         """Fields of one cloud: points (M, num_points, 3), features (M, num_points, F), labels (M, num_points)."""
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, int(cloud_index)])))
         n = cloud.points.shape[0]
         if n == 0:
-            raise ValueError(f"cloud {cloud_index} has no points")
+            raise ValueError("the cloud has no points")
         m = self.fields_per_cloud or -(-n // self.num_points)
         centres = cloud.points[rng.integers(0, n, size=m)]
         k = min(self.num_points, n)

@@ -26,30 +26,13 @@ from typing import Any
 import h5py
 import numpy as np
 
-from offline import format as fmt
-from offline.usage_error import UsageError
-from offline.errors import OfflineStorageError
-from offline.reader import CacheReader
-from offline.spec_file import load_data, read_spec_file, resolve_sequencer_paths
+from pointseq.offline import format as fmt
+from pointseq.cli.usage_error import UsageError
+from pointseq.offline.errors import OfflineStorageError
+from pointseq.offline.reader import CacheReader
+from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
 
 OFFLINE_TYPES = ("offlinesequencer", "dlofflinesequencer")
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    cache = subparsers.add_parser("cache", help="build, inspect and verify offline cache files")
-    commands = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
-    build = commands.add_parser("build", help="build the cache a spec file describes")
-    build.add_argument("spec", help="JSON spec: {'sequencer': {...}, 'data': {'X': ..., 'y': ...}}")
-    build.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=run_build)
-    info = commands.add_parser("info", help="counts, shapes, dtypes, sizes and config of a cache")
-    info.add_argument("file")
-    info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.set_defaults(func=run_info)
-    verify = commands.add_parser("verify", help="read every chunk and check checksums and offsets")
-    verify.add_argument("file")
-    verify.set_defaults(func=run_verify)
 
 
 # ---------------------------------------------------------------------------- build
@@ -69,7 +52,7 @@ def load_build_spec(path: str) -> tuple[dict, Any, Any]:
 
 def run_build(args: argparse.Namespace) -> int:
     seq, X, y = load_build_spec(args.spec)
-    from offline.sequencer import OfflineSequencer
+    from pointseq.offline.sequencer import OfflineSequencer
 
     seq.pop("type")
     backbone = seq.pop("backbone", None)

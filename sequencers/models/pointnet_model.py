@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from sequencers.arguments import require_int
+from pointseq.arguments import require_int
 
 
 def build_pointnet_segmentation_model(

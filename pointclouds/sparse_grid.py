@@ -18,6 +18,8 @@ from numbers import Integral, Real
 
 import numpy as np
 
+from pointseq.arguments import require_int, require_positive
+
 __all__ = ["SparseGrid", "build_sparse_grid"]
 
 # Linear keys stay below this bound so that int64 arithmetic never overflows.
@@ -102,7 +104,7 @@ def _validate_points(points) -> np.ndarray:
     if arr.shape[0] == 0:
         raise ValueError("points must contain at least one point, got an empty cloud (0, 3)")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"points must be numeric, got dtype {arr.dtype}")
+        raise TypeError(f"points must be numeric, got dtype {arr.dtype}")
     arr = arr.astype(np.float64, copy=False)
     if not np.isfinite(arr).all():
         bad = int(np.count_nonzero(~np.isfinite(arr).all(axis=1)))
@@ -110,17 +112,31 @@ def _validate_points(points) -> np.ndarray:
     return arr
 
 
-def _validate_scalars(cell_size, depth) -> tuple[float, int]:
-    if (
-        isinstance(cell_size, bool)
-        or not isinstance(cell_size, Real)
-        or not np.isfinite(cell_size)
-        or cell_size <= 0
-    ):
-        raise ValueError(f"cell_size must be a positive finite number, got {cell_size!r}")
-    if isinstance(depth, bool) or not isinstance(depth, Integral) or depth < 1:
-        raise ValueError(f"depth must be an int >= 1, got {depth!r}")
-    return float(cell_size), int(depth)
+def _validate_features(features, n: int) -> np.ndarray | None:
+    if features is None:
+        return None
+    feats = np.asarray(features)
+    if feats.ndim == 1:
+        feats = feats[:, None]
+    if feats.ndim != 2 or feats.shape[0] != n:
+        raise ValueError(
+            f"features must have shape ({n},) or ({n}, F) to match {n} points, "
+            f"got shape {np.shape(features)}"
+        )
+    if not (np.issubdtype(feats.dtype, np.number) or feats.dtype == bool):
+        raise TypeError(f"features must be numeric, got dtype {feats.dtype}")
+    return feats
+
+
+def _validate_labels(labels, n: int) -> np.ndarray | None:
+    if labels is None:
+        return None
+    labs = np.asarray(labels)
+    if labs.shape != (n,):
+        raise ValueError(f"labels must have shape ({n},) to match {n} points, got shape {labs.shape}")
+    if not (np.issubdtype(labs.dtype, np.integer) or labs.dtype == bool):
+        raise TypeError(f"labels must be integers, got dtype {labs.dtype}")
+    return labs.astype(np.int64, copy=False)
 
 
 def _linear_keys(coords: np.ndarray, dims: np.ndarray) -> np.ndarray:
@@ -143,6 +159,51 @@ def _majority(rows: np.ndarray, labels: np.ndarray, num_rows: int) -> np.ndarray
     return out
 
 
+def _check_key_range(extent: np.ndarray, cell_size: float) -> None:
+    cells_per_axis = np.floor(extent / cell_size) + 1
+    if float(np.prod(cells_per_axis)) >= _MAX_KEY:
+        raise ValueError(
+            f"cell_size={cell_size} is too small for the cloud's extent {extent.tolist()}: "
+            f"{cells_per_axis.tolist()} cells per axis overflow int64 keys"
+        )
+
+
+def _unique_cells(coords: np.ndarray, dims: np.ndarray) -> dict:
+    """The distinct cells of ``coords`` (rows of integer cell coordinates) on a ``dims`` grid."""
+    keys, inverse = np.unique(_linear_keys(coords, dims), return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64, copy=False)
+    cell_coords = np.empty((len(keys), 3), dtype=np.int64)
+    cell_coords[inverse] = coords  # every member of a cell shares its coordinates
+    return {"keys": keys, "dims": dims, "coords": cell_coords, "inverse": inverse}
+
+
+def _finest_level(point_coords: np.ndarray) -> dict:
+    """Depth 0: the cells holding points; ``inverse`` maps each point to its cell."""
+    level = _unique_cells(point_coords, point_coords.max(axis=0) + 1)
+    level["counts"] = np.bincount(level["inverse"], minlength=len(level["keys"])).astype(np.int64)
+    return level
+
+
+def _coarser_level(child: dict) -> dict:
+    """The next depth: each parent cell covers 2x2x2 children; ``inverse`` maps child to parent."""
+    level = _unique_cells(child["coords"] >> 1, (child["dims"] + 1) >> 1)
+    inverse, num_cells = level["inverse"], len(level["keys"])
+    level["counts"] = np.bincount(inverse, weights=child["counts"], minlength=num_cells).astype(np.int64)
+    level["children"] = np.argsort(inverse, kind="stable").astype(np.int64)
+    ptr = np.zeros(num_cells + 1, dtype=np.int64)
+    np.cumsum(np.bincount(inverse, minlength=num_cells), out=ptr[1:])
+    level["children_ptr"] = ptr
+    return level
+
+
+def _cell_means(feats: np.ndarray, point_to_cell: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    order = np.argsort(point_to_cell, kind="stable")
+    starts = np.zeros(len(counts), dtype=np.int64)
+    np.cumsum(counts[:-1], out=starts[1:])
+    sums = np.add.reduceat(feats[order].astype(np.float64, copy=False), starts, axis=0)
+    return (sums / counts[:, None]).astype(np.float32)
+
+
 def build_sparse_grid(
     points,
     features=None,
@@ -163,109 +224,42 @@ def build_sparse_grid(
     Returns:
         A :class:`SparseGrid`; all work is vectorised numpy (no per-point Python loop).
     """
-    cell_size, depth = _validate_scalars(cell_size, depth)
+    cell_size = require_positive("cell_size", cell_size)
+    depth = require_int("depth", depth, 1)
     pts = _validate_points(points)
-    n = pts.shape[0]
-
-    feats = None
-    if features is not None:
-        feats = np.asarray(features)
-        if feats.ndim == 1:
-            feats = feats[:, None]
-        if feats.ndim != 2 or feats.shape[0] != n:
-            raise ValueError(
-                f"features must have shape ({n},) or ({n}, F) to match {n} points, "
-                f"got shape {np.shape(features)}"
-            )
-        if not (np.issubdtype(feats.dtype, np.number) or feats.dtype == bool):
-            raise ValueError(f"features must be numeric, got dtype {feats.dtype}")
-    labs = None
-    if labels is not None:
-        labs = np.asarray(labels)
-        if labs.shape != (n,):
-            raise ValueError(
-                f"labels must have shape ({n},) to match {n} points, got shape {labs.shape}"
-            )
-        if not (np.issubdtype(labs.dtype, np.integer) or labs.dtype == bool):
-            raise ValueError(f"labels must be integers, got dtype {labs.dtype}")
-        labs = labs.astype(np.int64, copy=False)
+    feats = _validate_features(features, pts.shape[0])
+    labs = _validate_labels(labels, pts.shape[0])
 
     origin = pts.min(axis=0)
-    extent = pts.max(axis=0) - origin
-    cells_per_axis = np.floor(extent / cell_size) + 1
-    if float(np.prod(cells_per_axis)) >= _MAX_KEY:
-        raise ValueError(
-            f"cell_size={cell_size} is too small for the cloud's extent {extent.tolist()}: "
-            f"{cells_per_axis.tolist()} cells per axis overflow int64 keys"
-        )
-    coords0_pts = np.floor((pts - origin) / cell_size).astype(np.int64)
+    _check_key_range(pts.max(axis=0) - origin, cell_size)
+    levels = [_finest_level(np.floor((pts - origin) / cell_size).astype(np.int64))]
+    for _ in range(1, depth):
+        levels.append(_coarser_level(levels[-1]))
+    point_to_cell = levels[0]["inverse"]
+    counts0 = levels[0]["counts"]
+    centres = [
+        (origin + (level["coords"] + 0.5) * cell_size * 2.0**t).astype(np.float32)
+        for t, level in enumerate(levels)
+    ]
+    cell_features = None if feats is None else _cell_means(feats, point_to_cell, counts0)
+    cell_labels = None if labs is None else _majority(point_to_cell, labs, len(counts0))
 
-    keys, dims, cell_coords, centres, counts = [], [], [], [], []
-    parent, children, children_ptr = [], [], []
+    def each(key: str, start: int = 0) -> tuple:
+        return tuple(_readonly(level[key]) for level in levels[start:])
 
-    # Depth 0 from the points.
-    dims0 = coords0_pts.max(axis=0) + 1
-    point_keys = _linear_keys(coords0_pts, dims0)
-    keys0, point_to_cell, counts0 = np.unique(point_keys, return_inverse=True, return_counts=True)
-    point_to_cell = point_to_cell.reshape(-1).astype(np.int64, copy=False)
-    coords0 = np.empty((len(keys0), 3), dtype=np.int64)
-    coords0[point_to_cell] = coords0_pts  # all points of a cell share its coordinates
-    keys.append(keys0)
-    dims.append(dims0)
-    cell_coords.append(coords0)
-    counts.append(counts0.astype(np.int64))
-
-    # Deeper levels from the cells of the level below.
-    for t in range(1, depth):
-        child_coords = cell_coords[t - 1]
-        up = child_coords >> 1
-        dims_t = (dims[t - 1] + 1) >> 1
-        up_keys = _linear_keys(up, dims_t)
-        keys_t, inverse = np.unique(up_keys, return_inverse=True)
-        inverse = inverse.reshape(-1).astype(np.int64, copy=False)
-        coords_t = np.empty((len(keys_t), 3), dtype=np.int64)
-        coords_t[inverse] = up
-        keys.append(keys_t)
-        dims.append(dims_t)
-        cell_coords.append(coords_t)
-        cell_counts = np.bincount(inverse, weights=counts[t - 1], minlength=len(keys_t))
-        counts.append(cell_counts.astype(np.int64))
-        parent.append(inverse)
-        order = np.argsort(inverse, kind="stable")
-        ptr = np.zeros(len(keys_t) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(inverse, minlength=len(keys_t)), out=ptr[1:])
-        children.append(order.astype(np.int64))
-        children_ptr.append(ptr)
-
-    for t in range(depth):
-        size = cell_size * 2.0**t
-        centres.append((origin + (cell_coords[t] + 0.5) * size).astype(np.float32))
-
-    cell_features = None
-    if feats is not None:
-        order = np.argsort(point_to_cell, kind="stable")
-        starts = np.zeros(len(keys0), dtype=np.int64)
-        np.cumsum(counts0[:-1], out=starts[1:])
-        sums = np.add.reduceat(feats[order].astype(np.float64, copy=False), starts, axis=0)
-        cell_features = (sums / counts0[:, None]).astype(np.float32)
-    cell_labels = None
-    if labs is not None:
-        cell_labels = _majority(point_to_cell, labs, len(keys0))
-
-    ro = _readonly
     return SparseGrid(
         cell_size=cell_size,
         depth=depth,
-        origin=ro(origin),
-        keys=tuple(ro(a) for a in keys),
-        dims=tuple(ro(a) for a in dims),
-        cell_coords=tuple(ro(a) for a in cell_coords),
-        centres=tuple(ro(a) for a in centres),
-        counts=tuple(ro(a) for a in counts),
-        parent=tuple(ro(a) for a in parent),
-        children=tuple(ro(a) for a in children),
-        children_ptr=tuple(ro(a) for a in children_ptr),
-        point_to_cell=ro(point_to_cell),
-        features=None if cell_features is None else ro(cell_features),
-        labels=None if cell_labels is None else ro(cell_labels),
+        origin=_readonly(origin),
+        keys=each("keys"),
+        dims=each("dims"),
+        cell_coords=each("coords"),
+        centres=tuple(_readonly(c) for c in centres),
+        counts=each("counts"),
+        parent=each("inverse", 1),
+        children=each("children", 1),
+        children_ptr=each("children_ptr", 1),
+        point_to_cell=_readonly(point_to_cell),
+        features=None if cell_features is None else _readonly(cell_features),
+        labels=None if cell_labels is None else _readonly(cell_labels),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.sequencers.abstract_sequencer import AbstractSequencer
 
 
 def prebuild_model(model: keras.Model, sequencer: AbstractSequencer) -> None:

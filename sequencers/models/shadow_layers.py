@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from sequencers.arguments import require_int
+from pointseq.arguments import require_int
 
 __all__ = ["PoolToParent", "UnpoolToChild", "MaskedDense"]
 

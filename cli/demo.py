@@ -17,18 +17,18 @@ from typing import Any
 import keras
 import numpy as np
 
-from offline.sequencer import OfflineSequencer
-from offline.synthetic_scenes import CLASS_NAMES, make_scenes
-from offline.usage_error import UsageError
-from sequencers import (
+from pointseq.offline.sequencer import OfflineSequencer
+from pointseq.pointclouds import build_sparse_grid
+from pointseq.cli.synthetic_scenes import CLASS_NAMES, make_scenes
+from pointseq.cli.usage_error import UsageError
+from pointseq.sequencers import (
     EpochSync,
     Sequencer,
     SparseShadowSequencer,
     build_shadow_segmentation_model,
-    build_sparse_grid,
 )
-from sequencers.callbacks import DataWaitProfiler
-from sequencers.pointnet_model import build_pointnet_segmentation_model
+from pointseq.sequencers.callbacks import DataWaitProfiler
+from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
 
 AUGMENTATION = {
     "transformations": [
@@ -113,7 +113,21 @@ def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, e
     dense = _report("dense PointNet via OfflineSequencer", pred, val_y, epochs * len(train), seconds, history, profiler)
     model.save(os.path.join(output_dir, "dense_model.keras"))
 
-    # Sparse path: voxel grids padded into shadow batches.
+    sparse = _train_sparse(points, labels, n_val, batch_size, seed, epochs, verbose)
+    report = {"num_scenes": num_scenes, "num_points": num_points, "epochs": epochs,
+              "backend": keras.backend.backend(), "dense": dense, "sparse": sparse}
+    tmp = os.path.join(output_dir, "report.json.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, os.path.join(output_dir, "report.json"))
+    _print_report(report, output_dir, say)
+    return report
+
+
+def _train_sparse(points: np.ndarray, labels: np.ndarray, n_val: int, batch_size: int, seed: int,
+                  epochs: int, verbose: int) -> dict[str, Any]:
+    """The sparse path: voxel grids padded into shadow batches, the first ``n_val`` held out."""
+    val_y = labels[:n_val]
     grids = [build_sparse_grid(p, labels=lab, cell_size=0.25, depth=3) for p, lab in zip(points, labels)]
     max_rows = [max(g.num_cells(t) for g in grids) for t in range(3)]  # one shape for both
     shadow_train = SparseShadowSequencer(grids[n_val:], batch_size=batch_size, seed=seed, max_rows=max_rows)
@@ -123,43 +137,27 @@ def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, e
         max_rows=shadow_train.max_rows)
     shadow_model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
                          weighted_metrics=["accuracy"])
-    say("training the sparse shadow model")
+    if verbose:
+        print("training the sparse shadow model")
     history_s, seconds_s, profiler_s = _fit(shadow_model, shadow_train, epochs, verbose)
     cell_probs = shadow_model.predict(shadow_val, verbose=0)
     point_pred = shadow_val.post_process_output(cell_probs, to_points=True)
     pred_s = np.stack([p.argmax(axis=-1) for p in point_pred])
-    sparse = _report("sparse shadow U-Net via SparseShadowSequencer", pred_s, val_y, epochs * len(shadow_train),
-                     seconds_s, history_s, profiler_s)
+    return _report("sparse shadow U-Net via SparseShadowSequencer", pred_s, val_y, epochs * len(shadow_train),
+                   seconds_s, history_s, profiler_s)
 
-    report = {"num_scenes": num_scenes, "num_points": num_points, "epochs": epochs,
-              "backend": keras.backend.backend(), "dense": dense, "sparse": sparse}
-    tmp = os.path.join(output_dir, "report.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, os.path.join(output_dir, "report.json"))
-    for part in (dense, sparse):
+
+def _print_report(report: dict[str, Any], output_dir: str, say: Any) -> None:
+    for part in (report["dense"], report["sparse"]):
         say(f"\n{part['model']}: held-out point accuracy {part['accuracy']:.3f} "
             f"(majority-class baseline {part['majority_class_baseline']:.3f}), "
             f"{part['train_batches_per_s']:.1f} train batches/s")
         for name, acc in part["per_class_accuracy"].items():
             say(f"  {name:9s} {'absent' if acc is None else f'{acc:.3f}'}")
     say(f"\nwrote {os.path.join(output_dir, 'report.json')}")
-    return report
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="train and predict on embedded synthetic scenes",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", default="demo_output", help="folder for the cache, model and report")
-    parser.add_argument("--scenes", type=int, default=64, help="number of synthetic scenes (default 64)")
-    parser.add_argument("--points", type=int, default=1024, help="points per scene (default 1024)")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs per model (default 20)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true", help="print only the final figures")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     for name, value, minimum in (("--scenes", args.scenes, 5), ("--points", args.points, 64),
                                  ("--epochs", args.epochs, 1)):
         if value < minimum:

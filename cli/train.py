@@ -32,10 +32,10 @@ from typing import Any
 import keras
 import numpy as np
 
-from offline.spec_file import load_data, read_spec_file, resolve_sequencer_paths
-from offline.usage_error import UsageError
-from sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
-from sequencers.pointnet_model import build_pointnet_segmentation_model
+from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
+from pointseq.cli.usage_error import UsageError
+from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
+from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
 
 SPEC_KEYS = {"sequencer", "data", "validation", "model", "epochs", "learning_rate", "output"}
 MODEL_TYPES = ("pointnet",)
@@ -130,15 +130,7 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
     return report
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a model on your data from a JSON spec",
-                                   description=__doc__.split("\n\n")[0])
-    parser.add_argument("spec", help="train spec JSON (see the README)")
-    parser.add_argument("--quiet", action="store_true")
-    parser.set_defaults(func=_run)
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     spec = load_train_spec(args.spec)
     run_train(spec, verbose=0 if args.quiet else 1)
     print(f"wrote {os.path.join(spec['output'], 'report.json')}")

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from offline.usage_error import UsageError
+from pointseq.cli.usage_error import UsageError
 
 
 def read_spec_file(path: str, valid_keys: set[str], example: str) -> tuple[dict, str]:

@@ -1,0 +1,1 @@
+"""The ``pointseq`` command line: demo, cache build/info/verify, train."""

@@ -1,0 +1,54 @@
+"""The ``pointseq`` command: parse first, then import only the subcommand that runs.
+
+Exit status: 0 success, 1 a faulty cache or a failed run, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Callable, Sequence
+
+from pointseq.cli.parser import build_parser
+from pointseq.cli.usage_error import UsageError
+
+
+def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
+    """Import the subcommand's module; ``quiet`` hides the C++ log lines TensorFlow writes
+    to the stderr file descriptor while it loads (absl logs them before any setting applies)."""
+    module, _, function = target.partition(":")
+    if not quiet:
+        return getattr(importlib.import_module(module), function)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow's later logging
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                loaded = importlib.import_module(module)
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+    return getattr(loaded, function)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pointseq``; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on usage errors, --help and --version
+        return int(exc.code or 0)
+    try:
+        return int(_load(args.run, quiet=not args.verbose)(args))
+    except UsageError as exc:
+        print(f"pointseq {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

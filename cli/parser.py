@@ -1,0 +1,64 @@
+"""The ``pointseq`` argument parser: every subcommand's arguments, and nothing heavy.
+
+Each subcommand names the function that runs it as ``"module:function"``; `main` imports
+that module only after parsing, so ``--help``, ``--version`` and usage errors answer
+without importing Keras or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pointseq import __version__
+
+
+def _demo(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("demo", help="train and predict on embedded synthetic scenes")
+    parser.add_argument("--output", default="demo_output", help="folder for the cache, model and report")
+    parser.add_argument("--scenes", type=int, default=64, help="number of synthetic scenes (default 64)")
+    parser.add_argument("--points", type=int, default=1024, help="points per scene (default 1024)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs per model (default 20)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="print only the final figures")
+    parser.set_defaults(run="pointseq.cli.demo:run")
+
+
+def _cache(commands: argparse._SubParsersAction) -> None:
+    cache = commands.add_parser("cache", help="build, inspect and verify offline cache files")
+    actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help="build the cache a spec file describes")
+    build.add_argument("spec", help="JSON spec: {'sequencer': {...}, 'data': {'X': ..., 'y': ...}}")
+    build.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
+    build.add_argument("--quiet", action="store_true", help="no progress bar")
+    build.set_defaults(run="pointseq.cli.cache:run_build")
+    info = actions.add_parser("info", help="counts, shapes, dtypes, sizes and config of a cache")
+    info.add_argument("file")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(run="pointseq.cli.cache:run_info")
+    verify = actions.add_parser("verify", help="read every chunk and check checksums and offsets")
+    verify.add_argument("file")
+    verify.set_defaults(run="pointseq.cli.cache:run_verify")
+
+
+def _train(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("train", help="train a model on your data from a JSON spec")
+    parser.add_argument("spec", help="train spec JSON (see the README)")
+    parser.add_argument("--quiet", action="store_true")
+    parser.set_defaults(run="pointseq.cli.train:run")
+
+
+SUBCOMMANDS = (_demo, _cache, _train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pointseq",
+        description="Point-cloud data for Keras: the demo, offline caches and training.",
+    )
+    parser.add_argument("--version", action="version", version=f"pointseq {__version__}")
+    parser.add_argument("--verbose", action="store_true",
+                        help="keep TensorFlow's own log lines (silenced by default)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in SUBCOMMANDS:
+        add(commands)
+    return parser
