@@ -15,6 +15,7 @@ AUGMENTATION_STREAM: tuple[int, ...] = ()
 SHUFFLE_STREAM = (1,)
 VISIT_ORDER_STREAM = (2,)
 FIELD_STREAM = (3,)
+SYNTHETIC_TILE_STREAM = (4,)
 
 
 def _generator(entropy: list[int], spawn_key: tuple[int, ...]) -> np.random.Generator:
@@ -44,3 +45,8 @@ def visit_order_rng(seed: int, pass_index: int) -> np.random.Generator:
 def field_rng(seed: int, cloud_index: int) -> np.random.Generator:
     """The generator that cuts receptive fields from cloud ``cloud_index`` of a source."""
     return _generator([seed, cloud_index], FIELD_STREAM)
+
+
+def synthetic_tile_rng(seed: int, tile_index: int) -> np.random.Generator:
+    """The generator that draws synthetic tile ``tile_index`` of a demo data set."""
+    return _generator([seed, tile_index], SYNTHETIC_TILE_STREAM)
