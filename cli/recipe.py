@@ -21,6 +21,8 @@ from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
 # Fields and features.
 FIELD_RADIUS = 7.5  # metres: half side of a square field (15 m across: a building or a crown in full)
 NUM_POINTS = 1024  # points drawn per field
+# Training field centres 5 m apart (2/3 of the radius): overlapping fields, more batches per tile.
+FIELD_SEPARATION_FACTOR = 2.0 / 3.0
 FEATURES = ("x", "y", "height", "intensity", "return_ratio", "number_of_returns")
 NUM_FEATURES = len(FEATURES)
 HEIGHT_PERCENTILE = 1.0  # the field's "lowest point", robust to noise below the terrain
