@@ -34,7 +34,7 @@ IGNORE_LABEL = len(CLASS_CODES)
 LEARNING_RATE = 3e-3
 FINAL_LEARNING_RATE_FRACTION = 0.05
 BATCH_SIZE = 16
-DENSE = {"width": 64, "epochs": 8}
+DENSE = {"width": 64, "epochs": 6}
 SHADOW = {"width": 32, "epochs": 4, "cell_size": 0.5, "depth": 4}  # cell in metres, before scaling
 
 
