@@ -1,6 +1,6 @@
 """The default training recipe of ``pointseq train`` and ``pointseq demo`` on LiDAR tiles.
 
-Measured on the synthetic tiles (figures in the README's demo section): both models learn
+Measured on the synthetic tiles (see the README's recipe section): both models learn
 every class when (1) a field's coordinates are relative to its centre and scaled by its
 radius, with z measured from the field's lowest (1st percentile) point, so every field looks
 alike wherever the tile lies; (2) intensity and return numbers come in normalised to [0, 1];
