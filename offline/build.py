@@ -138,7 +138,7 @@ def build_cache(
             "chunk_size": chunk_size,
             "compression": compression_name,
             # checks every file before the temp file exists: a usage error leaves nothing behind
-            "offline_pcloud": None if pcloud is None else pcloud.cache_config(),
+            "offline_pcloud": None if pcloud is None else pcloud.cache_config(print_progress if progress else None),
             **(extra_config or {}),
         }
         hasher, pending = _start_fingerprint(job, nbytes, path)

@@ -88,9 +88,9 @@ class PointCloudSource:
             config["label"] = self.label
         return config
 
-    def cache_config(self) -> dict:
+    def cache_config(self, progress: Callable[[str], None] | None = None) -> dict:
         """The spec plus the resolved class map and feature normalisation, stored in the cache."""
-        self.scan()
+        self.scan(progress)
         return {**self.get_config(), "class_map": None if self.class_map is None else self.class_map.get_config(),
                 "feature_normalisation": self.features.get_config()["features"]}
 

@@ -82,7 +82,8 @@ def write_point_cloud(path: str | os.PathLike, source: str | os.PathLike | Point
         _set_classification(las, np.asarray(classification), n)
     temp = f"{path}.tmp{os.getpid()}"
     try:
-        las.write(temp, do_compress=path.lower().endswith(".laz"))
+        with open(temp, "wb") as f:  # a path argument would pick compression from the temp name
+            las.write(f, do_compress=path.lower().endswith(".laz"))
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
