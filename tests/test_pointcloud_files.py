@@ -174,6 +174,7 @@ def test_cache_trains_three_classes_with_ignored_points_at_weight_zero(tmp_path)
     np.testing.assert_array_equal(ClassMap.from_spec({"ignore": [7]}, [2, 5, 6, 7]).to_codes(y[w > 0]), codes[w > 0])
     stored = seq._reader.header.config["offline_pcloud"]
     assert ClassMap.from_config(stored["class_map"]).get_config() == cmap_config(7)
+    assert seq.class_map.get_config() == cmap_config(7)
     assert stored["feature_normalisation"] == []
 
     import keras
