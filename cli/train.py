@@ -87,6 +87,9 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
             "the pointnet model takes batches of one array (B, N, F) with labels (B, N); got x "
             f"{getattr(x, 'shape', type(x).__name__)} and y {getattr(y, 'shape', None)}")
     num_classes = spec["model"].get("num_classes")
+    class_map = getattr(train, "class_map", None)  # point-cloud files: their codes, mapped
+    if num_classes is None and class_map is not None:
+        num_classes = class_map.num_classes
     if num_classes is None:
         if spec["y"] is None:
             raise UsageError("model.num_classes is required when the labels come from offline_pcloud files")
@@ -112,6 +115,7 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
         train, epochs=spec["epochs"], initial_epoch=initial_epoch, shuffle=False, verbose=2 if verbose else 0,
         callbacks=[state, keras.callbacks.ModelCheckpoint(model_path), profiler])
     report: dict[str, Any] = {"epochs": spec["epochs"], "num_classes": num_classes,
+                              "class_map": None if class_map is None else class_map.get_config(),
                               "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
                               "profiler": profiler.summary() if profiler.records else None}
     if spec["validation"] is not None:

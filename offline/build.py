@@ -11,7 +11,7 @@ from pointseq.offline import format as fmt
 from pointseq.offline.build_lock import build_lock
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
-from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.offline.pointcloud_source import PointCloudSource, print_progress
 from pointseq.offline.reader import CacheReader
 from pointseq.offline.writer import CacheWriter
 
@@ -86,12 +86,16 @@ def count_dataset_batches(sequencer: Any) -> int:
     return n // bs if sequencer.drop_last else -(-n // bs)
 
 
-def _sources(backbone: Any, pcloud: PointCloudSource | None) -> list[Any]:
-    sources = [backbone] if backbone.num_samples else []
-    if pcloud is not None:
-        view = copy.copy(backbone)
-        view.set_input_data(*pcloud.arrays())
-        sources.append(view)
+def _sources(backbone: Any, pcloud: PointCloudSource | None, progress: bool) -> list[tuple[int, Callable]]:
+    """``(batch count, batches from a start batch)`` of the backbone, then of the files."""
+    sources: list[tuple[int, Callable]] = []
+    if backbone.num_samples:
+        sources.append((count_dataset_batches(backbone), lambda start: dataset_batches(backbone, start)))
+    if pcloud is not None:  # streamed file by file, never all in memory
+        n, bs, drop_last = pcloud.num_samples(), backbone.batch_size, backbone.drop_last
+        report = print_progress if progress else None
+        sources.append((n // bs if drop_last else -(-n // bs),
+                        lambda start: pcloud.batches(bs, drop_last, start, report)))
     return sources
 
 
@@ -133,7 +137,8 @@ def build_cache(
             "backbone": backbone.get_config(),
             "chunk_size": chunk_size,
             "compression": compression_name,
-            "offline_pcloud": None if pcloud is None else pcloud.get_config(),
+            # checks every file before the temp file exists: a usage error leaves nothing behind
+            "offline_pcloud": None if pcloud is None else pcloud.cache_config(print_progress if progress else None),
             **(extra_config or {}),
         }
         hasher, pending = _start_fingerprint(job, nbytes, path)
@@ -142,7 +147,7 @@ def build_cache(
             writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
                                  fingerprint=pending.result() if pending.done() else None, config=config,
                                  compression=compression_name)
-            _write_batches(writer, _sources(backbone, pcloud), pending, progress)
+            _write_batches(writer, _sources(backbone, pcloud, progress), pending, progress)
             writer.set_fingerprint(pending.result())
             writer.finalize()
             return pending.result()
@@ -163,8 +168,9 @@ def _start_fingerprint(job: Any, nbytes: int, path: str) -> tuple[ThreadPoolExec
     return None, pending
 
 
-def _write_batches(writer: CacheWriter, sources: list[Any], pending: Future, progress: bool) -> None:
-    total = sum(count_dataset_batches(s) for s in sources)
+def _write_batches(writer: CacheWriter, sources: list[tuple[int, Callable]], pending: Future,
+                   progress: bool) -> None:
+    total = sum(count for count, _ in sources)
     bar = None
     if progress:
         import keras
@@ -172,14 +178,13 @@ def _write_batches(writer: CacheWriter, sources: list[Any], pending: Future, pro
         bar = keras.utils.Progbar(total, unit_name="batch")
     skip = writer.batches_done
     done = 0
-    for source in sources:
-        count = count_dataset_batches(source)
+    for count, batches in sources:
         if skip >= count:
             skip -= count
             done += count
             continue
         done += skip
-        for batch in dataset_batches(source, start=skip):
+        for batch in batches(skip):
             if writer.fingerprint is None and pending.done():
                 writer.set_fingerprint(pending.result())
             writer.append(batch)

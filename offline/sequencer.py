@@ -15,6 +15,7 @@ from pointseq.offline.errors import storage_error
 from pointseq.offline.order import VisitOrder, visit_order
 from pointseq.offline.pointcloud_source import PointCloudSource
 from pointseq.offline.reader import CacheReader
+from pointseq.pointclouds.classes import ClassMap
 from pointseq.sequencers.abstract_sequencer import AbstractSequencer
 from pointseq.sequencers.batch_plan import BatchPlan
 from pointseq.sequencers.sequencer import Sequencer
@@ -38,8 +39,8 @@ class OfflineSequencer(AbstractSequencer):
         chunk_size: batches per chunk (the unit of reading; one chunk must fit in memory).
         chunk_randomization: visit the chunks in a new keyed order every pass after the first.
         batch_randomization: likewise for the batches inside a chunk.
-        offline_pcloud: ``{"paths": [...], "sampler": {...}, "label_column": k, "use_features":
-            b}``: point-cloud files cut into fields and appended to the cache.
+        offline_pcloud: ``{"paths": [...], "sampler": {...}, "label": dim, "classes": {...},
+            "features": [...]}``: point-cloud files cut into fields and appended to the cache.
         disable_offline_storage_writing: never build; a missing cache is an error.
         compression: None, "none", "lzf" or "gzip".
         force_rebuild: rebuild the cache even when a valid one exists.
@@ -303,6 +304,12 @@ class OfflineSequencer(AbstractSequencer):
         if self._limit is None or not self.backbone.num_samples:
             return self.backbone
         return self.backbone.subsample(min(self._limit[0], self.backbone.num_samples))
+
+    @property
+    def class_map(self) -> ClassMap | None:
+        """The class map of the cache's labelled point-cloud files (from the cache config), or None."""
+        stored = (self._reader.header.config.get("offline_pcloud") or {}).get("class_map")
+        return None if stored is None else ClassMap.from_config(stored)
 
     def close(self) -> None:
         """Stop the readahead thread and close the file (reopened on the next read)."""

@@ -12,11 +12,18 @@ from pointseq.pointclouds.reading import PointCloud
 
 @dataclass(frozen=True)
 class Fields:
-    """Receptive fields of a cloud: points (M, P, 3), features (M, P, F) or None, labels (M, P) or None."""
+    """Receptive fields of a cloud.
+
+    ``points`` (M, P, 3) float32, relative to ``centres`` (M, 3) float64 when centred;
+    ``indices`` (M, P) int64 source-point rows, to gather any per-point array with;
+    ``features`` (M, P, F) and ``labels`` (M, P) gathered from what the caller gave, or None.
+    """
 
     points: np.ndarray
     features: np.ndarray | None
     labels: np.ndarray | None
+    indices: np.ndarray | None = None
+    centres: np.ndarray | None = None
 
 
 class ReceptiveFieldSampler:
@@ -27,7 +34,8 @@ class ReceptiveFieldSampler:
     repeating its points. Centres are points of the cloud drawn with the generator the
     caller passes in (keyed by ``seed`` and the cloud's index), so fields are reproducible.
     ``fields_per_cloud`` defaults to ``ceil(N / num_points)``. With ``center`` the block
-    coordinates are relative to the centre.
+    coordinates are relative to the centre, computed in float64 and only then cast to
+    float32: absolute coordinates of georeferenced tiles (1e5-1e7) do not fit float32.
     """
 
     def __init__(self, num_points: int, *, radius: float | None = None, fields_per_cloud: int | None = None,
@@ -56,16 +64,23 @@ class ReceptiveFieldSampler:
             raise ValueError(f"sampler type must be 'ReceptiveFieldSampler', got {kind!r}")
         return cls(**spec)
 
-    def __call__(self, cloud: PointCloud, rng: np.random.Generator) -> Fields:
-        """Fields of one cloud: points (M, num_points, 3), features (M, num_points, F), labels (M, num_points)."""
-        n = cloud.points.shape[0]
+    def num_fields(self, num_points_in_cloud: int) -> int:
+        """How many fields a cloud of that many points gives."""
+        return self.fields_per_cloud or -(-int(num_points_in_cloud) // self.num_points)
+
+    def __call__(self, cloud: PointCloud | np.ndarray, rng: np.random.Generator, *,
+                 features: np.ndarray | None = None) -> Fields:
+        """Fields of one cloud (a `PointCloud`, labels from it, or (N, 3) points)."""
+        labels = cloud.labels if isinstance(cloud, PointCloud) else None
+        points = np.asarray(cloud.points if isinstance(cloud, PointCloud) else cloud, dtype=np.float64)
+        n = points.shape[0]
         if n == 0:
             raise ValueError("the cloud has no points")
-        m = self.fields_per_cloud or -(-n // self.num_points)
-        centres = cloud.points[rng.integers(0, n, size=m)]
+        m = self.num_fields(n)
+        centres = points[rng.integers(0, n, size=m)]
         k = min(self.num_points, n)
         bound = np.inf if self.radius is None else self.radius
-        dist, idx = cKDTree(cloud.points).query(centres, k=k, distance_upper_bound=bound)
+        dist, idx = cKDTree(points).query(centres, k=k, distance_upper_bound=bound)
         dist, idx = dist.reshape(m, k), idx.reshape(m, k)
         valid = np.isfinite(dist)  # the centre itself is always valid (distance 0)
         counts = valid.sum(axis=1)
@@ -73,10 +88,9 @@ class ReceptiveFieldSampler:
         picks = np.broadcast_to(np.arange(self.num_points), (m, self.num_points)).copy()
         short = picks >= counts[:, None]
         picks[short] = (rng.random(int(short.sum())) * np.repeat(counts, short.sum(axis=1))).astype(np.int64)
-        rows = np.take_along_axis(idx, picks, axis=1)
-        points = cloud.points[rows]
+        rows = np.take_along_axis(idx, picks, axis=1).astype(np.int64)
+        field_points = points[rows]
         if self.center:
-            points = points - centres[:, None, :]
-        features = None if cloud.features is None else cloud.features[rows]
-        labels = None if cloud.labels is None else cloud.labels[rows]
-        return Fields(points.astype(np.float32), features, labels)
+            field_points -= centres[:, None, :]  # float64, before the cast
+        return Fields(field_points.astype(np.float32), None if features is None else features[rows],
+                      None if labels is None else labels[rows], rows, centres)

@@ -32,6 +32,8 @@ _PUBLIC = {
     "build_sparse_grid": "pointseq.pointclouds",
     "PointCloud": "pointseq.pointclouds",
     "read_point_cloud": "pointseq.pointclouds",
+    "write_point_cloud": "pointseq.pointclouds",
+    "ClassMap": "pointseq.pointclouds",
     "OfflineSequencer": "pointseq.offline",
     "OfflineStorageError": "pointseq.offline",
     "build_cache": "pointseq.offline",

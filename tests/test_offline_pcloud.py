@@ -20,31 +20,36 @@ def table(n=50, seed=0):
 
 
 def check_cloud(cloud, t, label=True):
-    np.testing.assert_allclose(cloud.points, t[:, :3].astype(np.float32))
-    np.testing.assert_allclose(cloud.features[:, 0], t[:, 3].astype(np.float32))
+    np.testing.assert_array_equal(cloud.points, t[:, :3])
+    assert cloud.points.dtype == np.float64
     if label:
         np.testing.assert_array_equal(cloud.labels, t[:, 4].astype(np.int64))
-    assert cloud.points.dtype == np.float32
 
 
 def test_readers(tmp_path):
     t = table()
     np.save(tmp_path / "a.npy", t)
-    check_cloud(read_point_cloud(tmp_path / "a.npy", label_column=-1), t)
-    np.savez(tmp_path / "a.npz", points=t[:, :3], features=t[:, 3:4], labels=t[:, 4])
-    check_cloud(read_point_cloud(tmp_path / "a.npz"), t)
+    check_cloud(read_point_cloud(tmp_path / "a.npy", label=-1), t)
+    np.savez(tmp_path / "a.npz", points=t[:, :3], intensity=t[:, 3], labels=t[:, 4])
+    npz = read_point_cloud(tmp_path / "a.npz")
+    check_cloud(npz, t)
+    assert sorted(npz.attributes) == ["intensity", "labels"]
     np.savetxt(tmp_path / "a.xyz", t, header="x y z intensity label")
-    check_cloud(read_point_cloud(tmp_path / "a.xyz", label_column=4), t)
+    xyz = read_point_cloud(tmp_path / "a.xyz", label=4)
+    check_cloud(xyz, t)
+    np.testing.assert_array_equal(xyz.attributes["intensity"], t[:, 3])
     with open(tmp_path / "a.csv", "w") as f:
         f.write("x,y,z,i,label\n")
         np.savetxt(f, t, delimiter=",")
-    check_cloud(read_point_cloud(tmp_path / "a.csv", label_column=4), t)
+    check_cloud(read_point_cloud(tmp_path / "a.csv", label="label"), t)
     no_label = read_point_cloud(tmp_path / "a.npy")
-    assert no_label.labels is None and no_label.features.shape == (50, 2)
-    with pytest.raises(ValueError, match="unsupported suffix"):
-        read_point_cloud(tmp_path / "a.ply")
-    with pytest.raises(ValueError, match="label_column must index a column after x, y, z"):
-        read_point_cloud(tmp_path / "a.npy", label_column=1)
+    assert no_label.labels is None and sorted(no_label.attributes) == ["column_3", "column_4"]
+    with pytest.raises(ValueError, match=r"a.las2'.*unsupported suffix '.las2'"):
+        read_point_cloud(tmp_path / "a.las2")
+    with pytest.raises(ValueError, match="label column must index a column after x, y, z"):
+        read_point_cloud(tmp_path / "a.npy", label=1)
+    with pytest.raises(ValueError, match=r"a.csv': has no label dimension 'class'; its dimensions are \['i', 'label'\]"):
+        read_point_cloud(tmp_path / "a.csv", label="class")
 
 
 def test_las_reader_and_missing_laspy(tmp_path, monkeypatch):
@@ -59,22 +64,24 @@ def test_las_reader_and_missing_laspy(tmp_path, monkeypatch):
     cloud = read_point_cloud(tmp_path / "a.las")
     np.testing.assert_allclose(cloud.points, t[:, :3], atol=1e-3)
     np.testing.assert_array_equal(cloud.labels, t[:, 4])
-    assert cloud.features.shape == (50, 4)  # intensity, red, green, blue
+    assert {"intensity", "red", "green", "blue", "classification"} <= set(cloud.attributes)
     monkeypatch.setitem(sys.modules, "laspy", None)
-    with pytest.raises(ImportError, match=r"pip install pointseq\[las\]"):
+    with pytest.raises(ValueError, match=r"a.las'.*needs laspy: pip install 'pointseq\[las\]'"):
         read_point_cloud(tmp_path / "a.las")
 
 
 def test_receptive_field_sampler():
     t = table(200)
-    cloud = PointCloud(t[:, :3].astype(np.float32), t[:, 3:4].astype(np.float32), np.arange(200))
+    cloud = PointCloud(t[:, :3], {"intensity": t[:, 3]}, np.arange(200))
     sampler = ReceptiveFieldSampler(16, radius=1.0, seed=3)
-    fields = sampler(cloud, field_rng(3, 2))
+    fields = sampler(cloud, field_rng(3, 2), features=t[:, 3:4].astype(np.float32))
     assert fields.points.shape == (13, 16, 3) and fields.features.shape == (13, 16, 1)
     assert fields.labels.shape == (13, 16)
     # the labels are point ids: every field point is its cloud point minus the field's centre
     centres = cloud.points[fields.labels] - fields.points
     np.testing.assert_allclose(centres, np.repeat(centres[:, :1], 16, axis=1), atol=1e-6)
+    np.testing.assert_array_equal(fields.indices, fields.labels)
+    np.testing.assert_allclose(centres[:, 0], fields.centres, atol=1e-6)
     assert np.linalg.norm(fields.points, axis=-1).max() <= 1.0 + 1e-6
     again = sampler(cloud, field_rng(3, 2))
     np.testing.assert_array_equal(again.labels, fields.labels)
@@ -91,9 +98,11 @@ def test_point_cloud_files_are_appended_to_the_cache(tmp_path):
     for i in range(2):
         np.save(tmp_path / f"s{i}.npy", table(60, seed=i))
         paths.append(str(tmp_path / f"s{i}.npy"))
-    spec = {"paths": paths, "label_column": -1, "use_features": False,
+    spec = {"paths": paths, "label_column": -1, "use_features": False, "classes": {"codes": [0, 1, 2, 3, 4]},
             "sampler": {"type": "ReceptiveFieldSampler", "num_points": 8, "radius": 2.0, "seed": 1}}
-    X_fields, y_fields = PointCloudSource.from_spec(spec).arrays()
+    parts = list(PointCloudSource.from_spec(spec).batches(100, False))
+    assert len(parts) == 1
+    X_fields, y_fields = parts[0]
     assert X_fields.shape == (16, 8, 3) and y_fields.shape == (16, 8)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(6, 8, 3)).astype("float32")
@@ -110,5 +119,6 @@ def test_point_cloud_files_are_appended_to_the_cache(tmp_path):
     assert len(only_clouds) == 4
     with pytest.raises(ValueError, match="offline_pcloud must be a dict with 'paths'"):
         OfflineSequencer(backbone, str(tmp_path / "x.h5"), offline_pcloud=paths)
+    assert not (tmp_path / "x.h5.tmp").exists()
     with pytest.raises(FileNotFoundError, match="offline_pcloud files do not exist"):
         OfflineSequencer(backbone, str(tmp_path / "x.h5"), offline_pcloud={**spec, "paths": ["nope.npy"]})
