@@ -175,6 +175,7 @@ class CoveringFieldSampler:
             kept_group = np.repeat(np.arange(stop - first), self.num_points)
             nearest = nearest_within_groups(relative[kept.ravel()], kept_group, relative, group,
                                             self.num_encoding_neighbors)
+            nearest = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
             slots[rows] = nearest % self.num_points  # row g * P + slot of the block's kept points
         relative = local[indices] - centres[:, None, :]
         scales = np.ones(count)
@@ -232,14 +233,16 @@ def reduce_labels(fields: Fields, points: np.ndarray, labels: np.ndarray, num_en
         query = points[fields.indices[first:stop]] - fields.centres[first:stop, None, :]
         query_group = np.repeat(np.arange(stop - first), fields.num_points)
         nearest = nearest_within_groups(relative, group, query.reshape(-1, 3), query_group, k)
-        result[first:stop] = majority(labels[member[rows]][nearest]).reshape(stop - first, -1)
+        votes = np.where(nearest >= 0, labels[member[rows]][nearest], -1)
+        result[first:stop] = majority(votes).reshape(stop - first, -1)
     return result
 
 
 def majority(votes: np.ndarray) -> np.ndarray:
-    """Most frequent value of each row of ``votes`` (Q, k); ties go to the smallest value."""
+    """Most frequent value of each row of ``votes`` (Q, k); ties go to the smallest value; -1 is no vote."""
     ordered = np.sort(votes, axis=1)
     counts = (ordered[:, :, None] == ordered[:, None, :]).sum(axis=2)
+    counts[ordered < 0] = 0
     return ordered[np.arange(ordered.shape[0]), counts.argmax(axis=1)]
 
 

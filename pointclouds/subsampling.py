@@ -109,7 +109,7 @@ def nearest_within_groups(reference: np.ndarray, reference_group: np.ndarray, qu
 
     One KD-tree answers all groups: the group id becomes a fourth coordinate scaled by more
     than twice the largest extent, so a row of another group is always further than any row of
-    the own group. Groups with fewer than k rows repeat their nearest row.
+    the own group. Where a group has fewer than k rows the missing neighbours are -1.
     """
     extent = max(float(np.abs(reference).max(initial=0.0)), float(np.abs(query).max(initial=0.0)))
     span = 4.0 * extent + 1.0
@@ -120,7 +120,7 @@ def nearest_within_groups(reference: np.ndarray, reference_group: np.ndarray, qu
     found = found.reshape(query.shape[0], k_query)
     if np.any(reference_group[found[:, 0]] != query_group):
         raise ValueError("a query row has no reference row in its own group")
-    found = np.where(reference_group[found] == query_group[:, None], found, found[:, :1])
+    found = np.where(reference_group[found] == query_group[:, None], found, -1)
     if k_query < k:
-        found = np.concatenate([found, np.repeat(found[:, :1], k - k_query, axis=1)], axis=1)
+        found = np.concatenate([found, np.full((found.shape[0], k - k_query), -1)], axis=1)
     return found
