@@ -45,11 +45,17 @@ class PropagationAccumulator:
         self.added[first:stop] = True
         offsets = fields.member_offsets
         rows = slice(offsets[first], offsets[stop])
-        group = fields.member_fields(first, stop) - first
-        slots = fields.member_slots[rows]
-        values = probabilities[group[:, None], slots].mean(axis=1, dtype=np.float64)  # (members, C)
+        flat_slots = (fields.member_fields(first, stop) - first)[:, None] * fields.num_points + fields.member_slots[rows]
+        table = probabilities.reshape(-1, self.num_classes)
+        values = table[flat_slots[:, 0]].astype(np.float64)
+        for column in range(1, flat_slots.shape[1]):
+            values += table[flat_slots[:, column]]
+        values /= flat_slots.shape[1]  # mean over the k nearest kept points
         flat = fields.member_indices[rows, None] * self.num_classes + np.arange(self.num_classes)
-        self.sums += np.bincount(flat.ravel(), weights=values.ravel(), minlength=self.sums.size)
+        if flat.size * 8 < self.sums.size:  # a small batch: touch only its points, not all N x C sums
+            np.add.at(self.sums, flat.ravel(), values.ravel())
+        else:
+            self.sums += np.bincount(flat.ravel(), weights=values.ravel(), minlength=self.sums.size)
 
     def result(self) -> np.ndarray:
         """Mean probabilities (N, C) float32 over the fields containing each point."""
