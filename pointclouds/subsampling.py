@@ -1,0 +1,126 @@
+"""Reduce many neighbourhoods at once to a fixed number of points, and query within them.
+
+Neighbourhoods are given in CSR form: ``offsets`` (M+1,) into rows of member arrays that are
+grouped by neighbourhood. Every function here handles all neighbourhoods in one numpy pass (or
+a few padded blocks), never one neighbourhood per Python iteration.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+FPS_BLOCK_ELEMENTS = 1 << 21  # padded points per furthest-point-sampling block
+
+
+def cyclic_take(offsets: np.ndarray, num: int) -> np.ndarray:
+    """Rows (M, num): the first ``num`` rows of each group, repeated cyclically when it has fewer.
+
+    A group of 3 rows gives positions 0 1 2 0 1 2 ...: every row is kept, none is invented.
+    """
+    counts = np.diff(offsets)
+    if np.any(counts == 0):
+        raise ValueError("every neighbourhood must hold at least one point")
+    return offsets[:-1, None] + np.arange(num)[None, :] % counts[:, None]
+
+
+def farthest_point_rows(relative: np.ndarray, offsets: np.ndarray, num: int) -> np.ndarray:
+    """Rows (M, num) chosen by furthest-point sampling inside each group of ``relative`` (nnz, 3).
+
+    Sampling starts at each group's first row. Groups with at most ``num`` rows keep all of them
+    (repeated cyclically). Larger groups are sampled together in padded blocks of similar size.
+    """
+    counts = np.diff(offsets)
+    rows = cyclic_take(offsets, num)
+    large = np.flatnonzero(counts > num)
+    large = large[np.argsort(counts[large], kind="stable")]
+    start = 0
+    while start < large.size:
+        stop = start + 1
+        while stop < large.size and (stop - start + 1) * int(counts[large[stop]]) <= FPS_BLOCK_ELEMENTS:
+            stop += 1
+        block = large[start:stop]
+        width = int(counts[block[-1]])
+        padded = offsets[block, None] + np.minimum(np.arange(width)[None, :], counts[block, None] - 1)
+        valid = np.arange(width)[None, :] < counts[block, None]
+        chosen = farthest_point_positions(relative[padded].astype(np.float32), valid, num)
+        rows[block] = np.take_along_axis(padded, chosen, axis=1)
+        start = stop
+    return rows
+
+
+def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) -> np.ndarray:
+    """Positions (B, num) of exact furthest-point sampling in each of B padded sets (B, n, 3).
+
+    ``valid`` (B, n) masks the padding, which is never chosen while a real point is left.
+    Position 0 is taken first; each next point is the one furthest from all chosen so far.
+    """
+    batch, width = valid.shape
+    axes = np.ascontiguousarray(np.moveaxis(coords, -1, 0))  # (3, B, n): one contiguous pass per axis
+    nearest = np.where(valid, np.float32(np.inf), np.float32(-1.0))
+    chosen = np.zeros((batch, num), dtype=np.int64)
+    rows = np.arange(batch)
+    current = np.zeros(batch, dtype=np.int64)
+    total = np.empty((batch, width), dtype=np.float32)
+    term = np.empty_like(total)
+    for step in range(num):
+        chosen[:, step] = current
+        for axis in range(3):
+            np.subtract(axes[axis], axes[axis][rows, current][:, None], out=term)
+            if axis == 0:
+                np.multiply(term, term, out=total)
+            else:
+                np.multiply(term, term, out=term)
+                total += term
+        np.minimum(nearest, total, out=nearest)
+        current = nearest.argmax(axis=1)
+    return chosen
+
+
+def random_rows(offsets: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows (M, num): a random subset of ``num`` rows of each group (all of them, repeated, if fewer)."""
+    group = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    order = np.lexsort((rng.random(group.size), group))
+    return order[cyclic_take(offsets, num)]
+
+
+def grid_rows(relative: np.ndarray, offsets: np.ndarray, num: int, cell: np.ndarray,
+              rng: np.random.Generator) -> np.ndarray:
+    """Rows (M, num): one random point per occupied cell of side ``cell`` (3,), then ``num`` random cells.
+
+    Groups with fewer occupied cells than ``num`` repeat their cells' points cyclically.
+    """
+    group = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
+    cells = np.floor(relative / cell).astype(np.int64)
+    order = np.lexsort((rng.random(group.size), cells[:, 2], cells[:, 1], cells[:, 0], group))
+    keys = np.column_stack([group, cells])[order]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = np.any(keys[1:] != keys[:-1], axis=1)
+    representatives = order[first]
+    counts = np.bincount(group[representatives], minlength=offsets.size - 1)
+    rep_offsets = np.concatenate([[0], np.cumsum(counts)])
+    shuffled = representatives[np.lexsort((rng.random(representatives.size), group[representatives]))]
+    return shuffled[cyclic_take(rep_offsets, num)]
+
+
+def nearest_within_groups(reference: np.ndarray, reference_group: np.ndarray, query: np.ndarray,
+                          query_group: np.ndarray, k: int) -> np.ndarray:
+    """Row indices (Q, k) of the k nearest ``reference`` rows in the query's own group.
+
+    One KD-tree answers all groups: the group id becomes a fourth coordinate scaled by more
+    than twice the largest extent, so a row of another group is always further than any row of
+    the own group. Where a group has fewer than k rows the missing neighbours are -1.
+    """
+    extent = max(float(np.abs(reference).max(initial=0.0)), float(np.abs(query).max(initial=0.0)))
+    span = 4.0 * extent + 1.0
+    base = min(int(reference_group.min(initial=0)), int(query_group.min(initial=0)))
+    tree = cKDTree(np.column_stack([reference, (reference_group - base) * span]))
+    k_query = min(k, reference.shape[0])
+    _, found = tree.query(np.column_stack([query, (query_group - base) * span]), k=k_query)
+    found = found.reshape(query.shape[0], k_query)
+    if np.any(reference_group[found[:, 0]] != query_group):
+        raise ValueError("a query row has no reference row in its own group")
+    found = np.where(reference_group[found] == query_group[:, None], found, -1)
+    if k_query < k:
+        found = np.concatenate([found, np.full((found.shape[0], k - k_query), -1)], axis=1)
+    return found

@@ -1,0 +1,179 @@
+"""Covering receptive fields: every point covered, neighbourhoods exact, subsampling and labels right."""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood
+from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, majority, reduce_labels, sampler_from_spec
+from pointseq.pointclouds.subsampling import farthest_point_positions
+
+HOODS = [
+    {"type": "sphere", "radius": 3.0, "separation_factor": 0.8},
+    {"type": "Cylinder", "radius": 3.0, "separation_factor": 1.0},
+    {"type": "rectangular2d", "radius": [3.0, 2.0], "separation_factor": 1.5},
+    {"type": "RECTANGULAR3D", "radius": [3.0, 2.5, 2.0], "separation_factor": 0.8},
+]
+
+
+def rough_tile(n=6000, seed=0, offset=(5e6, 4e6, 300.0)):
+    """Uneven density (a dense patch), a hole, a steep slope and a cliff, far from the origin."""
+    rng = np.random.default_rng(seed)
+    xy = rng.random((n, 2)) * [60.0, 40.0]
+    xy = np.concatenate([xy, rng.normal([45.0, 10.0], 1.0, (n // 2, 2))])  # dense patch
+    xy = xy[np.hypot(xy[:, 0] - 20, xy[:, 1] - 20) > 6]  # a hole
+    z = 1.5 * xy[:, 0] + 40.0 * (xy[:, 1] > 30) + rng.normal(0, 0.3, xy.shape[0])  # slope and cliff
+    stray = np.array([[-30.0, -30.0, 500.0], [90.0, 70.0, -80.0]])  # isolated points
+    return np.concatenate([np.column_stack([xy, z]), stray]) + np.asarray(offset)
+
+
+def inside(hood, relative):
+    """Brute-force membership from the shape's definition."""
+    radius = np.resize(np.asarray(hood.radius), 3)
+    if hood.type == "sphere":
+        return np.sum(relative ** 2, axis=-1) <= radius[0] ** 2
+    if hood.type == "cylinder":
+        return np.sum(relative[..., :2] ** 2, axis=-1) <= radius[0] ** 2
+    return np.all(np.abs(relative[..., : hood.dims]) <= radius[: hood.dims], axis=-1)
+
+
+@pytest.mark.parametrize("spec", HOODS + [dict(HOODS[0], separation_factor=2.5), dict(HOODS[1], separation_factor=3.0)])
+def test_every_point_is_covered_and_neighbourhoods_are_exact(spec):
+    points = rough_tile(3000)
+    fields = CoveringFieldSampler(32, spec)(points)
+    hood = Neighborhood.from_spec(spec)
+    assert np.all(np.bincount(fields.member_indices, minlength=len(points)) >= 1)
+    assert np.all(np.diff(fields.member_offsets) >= 1)  # empty neighbourhoods dropped
+    checked = np.random.default_rng(0).choice(len(fields), min(len(fields), 300), replace=False)
+    expected = inside(hood, points[None, :, :] - fields.centres[checked, None, :])
+    got = np.zeros((len(fields), len(points)), dtype=bool)
+    got[fields.member_fields(), fields.member_indices] = True
+    assert np.array_equal(got[checked], expected)
+    # kept points are members of their field; coordinates relative to the centre in float32
+    assert np.all(got[np.arange(len(fields))[:, None], fields.indices])
+    assert fields.points.dtype == np.float32
+    np.testing.assert_allclose(fields.points, points[fields.indices] - fields.centres[:, None, :], atol=1e-4)
+
+
+def test_grid_alone_covers_below_the_limit_and_coverage_pass_above():
+    points = rough_tile(3000)
+    for kind, limit in COVERING_SEPARATION.items():
+        spec = {"type": kind, "radius": 2.0, "separation_factor": limit * 0.99}
+        fields = CoveringFieldSampler(16, spec)(points)
+        hood = Neighborhood.from_spec(spec)
+        on_grid = (fields.centres[:, : hood.dims] - fields.centres[0, : hood.dims]) / hood.spacing
+        assert np.allclose(on_grid, np.round(on_grid), atol=1e-6)  # no extra supports were needed
+    far = CoveringFieldSampler(16, {"type": "sphere", "radius": 2.0, "separation_factor": 4.0})(points)
+    assert np.all(np.bincount(far.member_indices, minlength=len(points)) >= 1)
+
+
+def test_sparse_neighbourhoods_repeat_their_points_and_dense_ones_use_fps():
+    points = np.array([[0.0, 0, 0], [0.5, 0, 0], [0.0, 0.5, 0], [100, 100, 100]])
+    fields = CoveringFieldSampler(5, {"type": "sphere", "radius": 1.0, "separation_factor": 0.5})(points)
+    lonely = fields.indices[np.all(fields.indices == 3, axis=1)]
+    assert lonely.shape[0] >= 1 and lonely.shape[1] == 5
+    for row in fields.indices:
+        distinct = np.unique(row)
+        assert np.array_equal(row, np.resize(row[: distinct.size], 5))  # cyclic repetition, nothing invented
+
+
+def reference_fps(coords, num):
+    chosen, nearest = [0], np.full(len(coords), np.inf)
+    for _ in range(num - 1):
+        nearest = np.minimum(nearest, np.sum((coords - coords[chosen[-1]]) ** 2, axis=1))
+        chosen.append(int(np.argmax(nearest)))
+    return chosen
+
+
+def test_batched_fps_matches_a_plain_implementation_with_padding():
+    rng = np.random.default_rng(3)
+    sets = [rng.normal(size=(n, 3)).astype(np.float32) for n in (50, 80, 64)]
+    padded = np.zeros((3, 80, 3), dtype=np.float32)
+    valid = np.zeros((3, 80), dtype=bool)
+    for i, s in enumerate(sets):
+        padded[i, : len(s)], valid[i, : len(s)] = s, True
+    chosen = farthest_point_positions(padded, valid, 20)
+    for i, s in enumerate(sets):
+        assert chosen[i].tolist() == reference_fps(s, 20)
+
+
+@pytest.mark.parametrize("subsampling", ["grid", "random"])
+def test_grid_and_random_subsampling_keep_distinct_members_and_are_keyed(subsampling):
+    points = rough_tile(3000)
+    sampler = CoveringFieldSampler(24, HOODS[0], subsampling=subsampling, cell_size=0.3)
+    one = sampler(points, np.random.default_rng(5))
+    again = sampler(points, np.random.default_rng(5))
+    other = sampler(points, np.random.default_rng(6))
+    assert np.array_equal(one.indices, again.indices) and not np.array_equal(one.indices, other.indices)
+    counts = np.diff(one.member_offsets)
+    big = counts >= 200
+    assert all(len(np.unique(row)) == 24 for row in one.indices[big][:20] if subsampling == "random")
+    if subsampling == "grid":  # at most one point per cell of side 0.3 * radius
+        cells = np.floor((points[one.indices[big]] - one.centres[big, None]) / 0.9).astype(int)
+        for row_cells, row in zip(cells[:20], one.indices[big][:20]):
+            distinct = np.unique(row)
+            assert len(np.unique(row_cells[np.unique(row, return_index=True)[1]], axis=0)) == len(distinct)
+    with pytest.raises(TypeError, match="rng must be a numpy Generator"):
+        sampler(points)
+
+
+def test_to_unit_sphere_scales_each_field_to_norm_one():
+    points = rough_tile(2000)
+    fields = CoveringFieldSampler(16, HOODS[3], to_unit_sphere=True)(points)
+    norms = np.linalg.norm(fields.points, axis=2).max(axis=1)
+    unscaled = np.linalg.norm(points[fields.indices] - fields.centres[:, None], axis=2).max(axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    np.testing.assert_allclose(fields.scales, unscaled, rtol=1e-9)
+
+
+def test_labels_are_the_majority_of_the_k_nearest_members():
+    rng = np.random.default_rng(1)
+    points = rng.random((3000, 3)) * 20
+    labels = rng.integers(0, 3, 3000)
+    fields = CoveringFieldSampler(8, {"type": "sphere", "radius": 4.0}, num_encoding_neighbors=5)(points, labels=labels)
+    for f in range(0, len(fields), max(1, len(fields) // 10)):
+        members = fields.member_indices[fields.member_offsets[f]:fields.member_offsets[f + 1]]
+        for slot in range(8):
+            d = np.linalg.norm(points[members] - points[fields.indices[f, slot]], axis=1)
+            votes = np.bincount(labels[members[np.argsort(d)[:5]]], minlength=3)
+            assert fields.labels[f, slot] == np.argmax(votes)
+    own = reduce_labels(fields, points, labels, 1)
+    assert np.array_equal(own, labels[fields.indices])
+    assert majority(np.array([[2, 1, 1, 2, 0], [3, 3, 3, 0, 0], [-1, -1, 2, -1, 1]])).tolist() == [1, 3, 1]
+
+
+def test_class_balanced_centres_draw_the_requested_counts():
+    rng = np.random.default_rng(0)
+    points = rng.random((5000, 3)) * 50
+    labels = np.where(rng.random(5000) < 0.02, 1, 0)
+    sampler = CoveringFieldSampler(8, {"type": "sphere", "radius": 2.0}, training_class_distribution=[10, 30])
+    fields = sampler(points, np.random.default_rng(4), labels)
+    assert len(fields) == 40
+    distance, centre_rows = cKDTree(points).query(fields.centres)
+    assert np.all(distance < 1e-9)  # the centres are points of the cloud
+    assert np.bincount(labels[centre_rows], minlength=2).tolist() == [10, 30]
+    again = sampler(points, np.random.default_rng(4), labels)
+    assert np.array_equal(fields.centres, again.centres)
+    assert len(sampler(points)) > 40  # without labels (prediction): the covering grid
+
+
+def test_original_specs_are_accepted_and_bad_ones_refused():
+    fps = sampler_from_spec({"type": "furthestpointsubsamplingpreprocessor", "num_points": 128,
+                             "num_encoding_neighbors": 1, "_comment": "ignored",
+                             "neighborhood": {"type": "Rectangular3D", "radius": 5.0, "separation_factor": 0.8}})
+    assert (fps.num_points, fps.subsampling, fps.neighborhood.radius) == (128, "fps", (5.0, 5.0, 5.0))
+    grid = sampler_from_spec({"type": "GridSubsamplingPreProcessor", "sphere_radius": 0.2, "cell_size": 0.1,
+                              "interpolate": False})
+    assert (grid.num_points, grid.subsampling, grid.neighborhood.radius) == (8000, "grid", (0.2, 0.2, 0.2))
+    assert sampler_from_spec(fps.get_config()).get_config() == fps.get_config()
+    with pytest.raises(TypeError, match=r"unknown key\(s\) \['nthreads'\]"):
+        sampler_from_spec({"type": "FurthestPointSubsamplingPreProcessor", "nthreads": 4,
+                           "neighborhood": {"type": "sphere", "radius": 1.0}})
+    with pytest.raises(ValueError, match="neighborhood type must be one of"):
+        CoveringFieldSampler(8, {"type": "cone", "radius": 1.0})
+    with pytest.raises(ValueError, match="per-axis radius needs a rectangular type"):
+        CoveringFieldSampler(8, {"type": "sphere", "radius": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="receptive field type must be"):
+        sampler_from_spec({"type": "HierarchicalFPSPreProcessor"})
+    with pytest.raises(ValueError, match="points must have shape"):
+        CoveringFieldSampler(8, {"type": "sphere", "radius": 1.0})(np.zeros((4, 2)))
