@@ -88,10 +88,99 @@ def test_flipped_metadata_bits_never_give_wrong_data_crash_or_hang(tmp_path):
     for i, (x, y) in enumerate(batches):
         expected[f"x{i}"], expected[f"y{i}"] = x, y
     np.savez(str(tmp_path / "expected.npz"), **expected)
-    positions, num_meta = metadata_positions(cache, 1000)
+    positions, num_meta = metadata_positions(cache, 600)
     results = run_flips(cache, str(tmp_path / "expected.npz"), positions, str(tmp_path))
     counts = Counter(r.split(":")[0] for r in results)
     print(f"metadata bytes {num_meta}, positions tried {len(results)}: {dict(counts)}")
     bad = [(int(p[0]), int(p[1]), r) for p, r in zip(positions, results) if r not in ("correct", "error")]
     assert bad == []
     assert counts["error"] > len(results) // 2  # the flips hit checksummed metadata, not just slack
+
+
+def test_unallocated_chunk_is_an_error_not_zeros(tmp_path):
+    """A chunk index that lost a storage chunk reads as fill values: refused on read and verify."""
+    cache = str(tmp_path / "c.h5")
+    write_cache(cache, small_batches(), batch_size=4, chunk_size=2, fingerprint="f")
+    with h5py.File(cache, "a") as f:
+        old = f["data/1/X0"]
+        shape, dtype = old.shape, old.dtype
+        del f["data/1/X0"]
+        f["data/1"].create_dataset("X0", shape=shape, dtype=dtype, chunks=(2,) + shape[1:], fletcher32=True)
+    reader = CacheReader(cache)
+    with pytest.raises(OfflineStorageError, match=r"chunk 1: .*X0 has 0 of its 4 storage chunks"):
+        reader.batch(2)
+    assert len(reader.verify()) == 1
+
+
+def test_version_1_cache_is_refused_with_a_rebuild_message(tmp_path):
+    path = str(tmp_path / "v1.h5")
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "pointseq-offline"
+        f.attrs["format_version"] = 1
+    with pytest.raises(OfflineStorageError, match="format version 1 .* no longer read.*rebuild it"):
+        CacheReader(path)
+
+
+def test_malformed_structure_is_refused_on_open(tmp_path):
+    cache = str(tmp_path / "c.h5")
+    write_cache(cache, small_batches(), batch_size=4, chunk_size=2, fingerprint="f")
+    with h5py.File(cache, "a") as f:
+        f.attrs["structure"] = f.attrs["structure"].replace(b'"array": 0}, "y"', b'"array": 3}, "y"')
+    with pytest.raises(OfflineStorageError, match="malformed batch structure"):
+        CacheReader(cache)
+
+
+def test_num_samples_disagreeing_with_offsets_fails_verify(tmp_path):
+    cache = str(tmp_path / "c.h5")
+    write_cache(cache, small_batches(), batch_size=4, chunk_size=2, fingerprint="f")
+    with h5py.File(cache, "a") as f:
+        f.attrs["num_samples"] = 19
+    faults = CacheReader(cache).verify()
+    assert len(faults) == 1 and "num_samples=19, but the batch_offsets hold 20 samples" in faults[0]
+    with pytest.raises(OfflineStorageError, match="describe 5 batches of 20 samples"):
+        CacheReader(cache).batch_row_starts()
+
+
+FULL_DISK_CHILD = """
+import resource, signal, sys
+import numpy as np
+sys.path.insert(0, sys.argv[3])
+from light_import import register_offline_package
+register_offline_package()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+from pointseq.offline.errors import OfflineStorageError
+from pointseq.offline.writer import CacheWriter
+rng = np.random.default_rng(0)
+writer = CacheWriter(sys.argv[1], batch_size=8, chunk_size=2, fingerprint="f")
+try:
+    for i in range(writer.batches_done, 12):
+        writer.append((np.full((8, 4000, 3), i, np.float32), np.full((8, 4000), i, np.int64)))
+    writer.finalize()
+    print("finished")
+except OfflineStorageError as exc:
+    print("refused after", writer.batches_done, "batches:", exc)
+finally:
+    writer.close()
+"""
+
+
+def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path):
+    """The file-size limit stands in for a full disk: HDF5's own writes fail at it."""
+    path = str(tmp_path / "c.h5")
+
+    def build(limit):
+        return subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, path, str(limit), os.path.dirname(CHILD)], capture_output=True,
+                              text=True, timeout=120)
+
+    first = build(3_000_000)  # room for a chunk or two of the six
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "refused after" in first.stdout and "the disk is full" in first.stdout
+    assert "free space and rerun: the build resumes" in first.stdout
+    written = int(first.stdout.split("refused after ")[1].split()[0])
+    assert written >= 2 and not os.path.exists(path) and os.path.exists(path + ".tmp")
+    second = build(2**40)
+    assert second.returncode == 0 and second.stdout.strip() == "finished", second.stderr[-2000:]
+    reader = CacheReader(path, expected_fingerprint="f")
+    assert reader.header.num_batches == 12 and reader.verify() == []
+    assert np.all(reader.batch(11)[0] == 11) and np.all(reader.batch(0)[1] == 0)

@@ -10,9 +10,11 @@ import os
 import sys
 
 import numpy as np
+from light_import import register_offline_package
 
-from pointseq.offline.errors import OfflineStorageError
-from pointseq.offline.reader import CacheReader
+register_offline_package()
+from pointseq.offline.errors import OfflineStorageError  # noqa: E402
+from pointseq.offline.reader import CacheReader  # noqa: E402
 
 
 def outcome(path: str, expected: dict) -> str:
