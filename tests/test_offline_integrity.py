@@ -184,3 +184,59 @@ def test_full_disk_is_a_clear_error_and_a_rerun_resumes(tmp_path):
     reader = CacheReader(path, expected_fingerprint="f")
     assert reader.header.num_batches == 12 and reader.verify() == []
     assert np.all(reader.batch(11)[0] == 11) and np.all(reader.batch(0)[1] == 0)
+
+
+# -- bad input fails early ----------------------------------------------------------------
+from pointseq.offline.sequencer import OfflineSequencer  # noqa: E402
+from pointseq.sequencers import Sequencer  # noqa: E402
+
+
+def clouds(n=8):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 5, 3)).astype(np.float32), rng.integers(0, 3, size=(n, 5))
+
+
+def test_nan_or_inf_coordinates_are_refused_naming_the_sample():
+    X, y = clouds()
+    X[5, 2, 1] = np.nan
+    X[6, 0, 0] = np.inf
+    with pytest.raises(ValueError, match=r"2 sample\(s\), the first is sample 5; coordinates must be finite"):
+        Sequencer(X, y, batch_size=4)
+
+
+@pytest.mark.parametrize("labels", [np.array(["a"] * 8), np.array([None] * 8, dtype=object)])
+def test_label_dtype_object_or_str_is_refused(labels):
+    with pytest.raises(TypeError, match="y must be a numeric array"):
+        Sequencer(clouds()[0], labels, batch_size=4)
+
+
+def test_y_without_x_is_refused():
+    with pytest.raises(ValueError, match="y was given without X"):
+        Sequencer(None, clouds()[1], batch_size=4)
+
+
+@pytest.mark.parametrize("name", ["shuffle", "drop_last", "training", "random_shuffle_indices"])
+def test_string_booleans_are_refused(name):
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'false'.*without quotes"):
+        Sequencer(*clouds(), batch_size=4, **{name: "false"})
+
+
+def test_offline_options_are_checked_before_any_build(tmp_path):
+    backbone = Sequencer(*clouds(), batch_size=4)
+    path = str(tmp_path / "c.h5")
+    with pytest.raises(TypeError, match="chunk_randomization must be True or False, got 'false'"):
+        OfflineSequencer(backbone, path, chunk_randomization="false")
+    with pytest.raises(ValueError, match="max_resident_chunks must be an int >= 1, got 0"):
+        OfflineSequencer(backbone, path, max_resident_chunks=0)
+    with pytest.raises(ValueError, match="offline_storage must be the path of a cache file, got '' \\(empty\\)"):
+        OfflineSequencer(backbone, "")
+    with pytest.raises(ValueError, match="a directory"):
+        OfflineSequencer(backbone, str(tmp_path))
+    assert os.listdir(tmp_path) == []  # nothing was built
+
+
+def test_cache_in_a_directory_that_does_not_exist_yet_is_built(tmp_path):
+    path = tmp_path / "new" / "deeper" / "c.h5"
+    seq = OfflineSequencer(Sequencer(*clouds(), batch_size=4), path, progress=False)
+    assert os.path.exists(path) and seq.num_cache_batches == 2
+    seq.close()
