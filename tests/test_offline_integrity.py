@@ -240,3 +240,32 @@ def test_cache_in_a_directory_that_does_not_exist_yet_is_built(tmp_path):
     seq = OfflineSequencer(Sequencer(*clouds(), batch_size=4), path, progress=False)
     assert os.path.exists(path) and seq.num_cache_batches == 2
     seq.close()
+
+
+KILLED_CHILD = """
+import os, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from light_import import register_offline_package
+register_offline_package()
+from pointseq.offline.writer import CacheWriter
+writer = CacheWriter(sys.argv[1], batch_size=4, chunk_size=2, fingerprint="f")
+for i in range(5):
+    writer.append((np.full((4, 6, 3), i, np.float32), np.full((4, 6), i, np.int32)))
+os._exit(0)  # killed: HDF5's "open for writing" mark stays in the superblock
+"""
+
+
+def test_killed_build_resumes_despite_the_open_for_writing_mark(tmp_path):
+    from pointseq.offline.writer import CacheWriter
+
+    path = str(tmp_path / "c.h5")
+    subprocess.run([sys.executable, "-c", KILLED_CHILD, path, os.path.dirname(CHILD)], check=True, timeout=120)
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(path + ".tmp", "r")
+    with CacheWriter(path, batch_size=4, chunk_size=2, fingerprint="f") as writer:
+        assert writer.batches_done == 4  # two complete chunks kept
+        writer.append((np.full((4, 6, 3), 4, np.float32), np.full((4, 6), 4, np.int32)))
+        writer.finalize()
+    reader = CacheReader(path, expected_fingerprint="f")
+    assert reader.verify() == [] and [int(reader.batch(i)[1][0, 0]) for i in range(5)] == [0, 1, 2, 3, 4]
