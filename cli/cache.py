@@ -117,6 +117,10 @@ def run_info(args: argparse.Namespace) -> int:
     except OfflineStorageError as exc:
         print(f"pointseq cache info: {exc}", file=sys.stderr)
         return 1
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:  # h5py on damage
+        print(f"pointseq cache info: offline cache {args.file!r} cannot be read ({type(exc).__name__}: {exc}); "
+              "run `pointseq cache verify` on it", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(info, indent=2))
         return 0

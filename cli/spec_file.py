@@ -56,7 +56,10 @@ def resolve_sequencer_paths(seq: dict, base: str) -> dict:
 def _load_array(path: str, what: str) -> np.ndarray:
     if not os.path.exists(path):
         raise UsageError(f"{what} file {path!r} does not exist")
-    data = np.load(path)
+    try:
+        data = np.load(path)
+    except (OSError, ValueError, EOFError) as exc:  # not an .npy/.npz file, truncated, or pickled objects
+        raise UsageError(f"{what} file {path!r} cannot be read as .npy or .npz ({exc})") from None
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
             if len(data.files) != 1:

@@ -34,6 +34,7 @@ import numpy as np
 
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
 from pointseq.cli.usage_error import UsageError
+from pointseq.offline.errors import OfflineStorageError
 from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
 from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
 
@@ -75,11 +76,25 @@ def resolve_path_or_default(path: Any, base: str) -> str:
     return path if os.path.isabs(path) else os.path.join(base, path)
 
 
+def _check_num_classes(num_classes: Any, labels: Any, first_batch_labels: np.ndarray) -> None:
+    """num_classes must be an int above every label (those of the data, or of the first batch)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise UsageError(f"model.num_classes must be an int >= 1, got {num_classes!r}")
+    labels = first_batch_labels if labels is None else labels
+    highest = int(np.max(labels)) if np.size(labels) else -1
+    if highest >= num_classes:
+        raise UsageError(f"model.num_classes={num_classes} is too small: the labels go up to {highest}, "
+                         f"so it must be at least {highest + 1}")
+
+
 def run_train(spec: dict, *, verbose: int = 1) -> dict:
     """Train and (with validation data) evaluate; returns the report written to the output."""
+    out = spec["output"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"output {out!r} is a file, expected a folder (or a path that does not exist yet)")
     try:
         train = build_sequencer(spec["sequencer"], spec["X"], spec["y"])
-    except (TypeError, ValueError, FileNotFoundError) as exc:
+    except (TypeError, ValueError, FileNotFoundError, OfflineStorageError) as exc:
         raise UsageError(f"sequencer: {exc}") from None
     x, y = train[0][:2]
     if not isinstance(x, np.ndarray) or x.ndim != 3 or y is None or y.shape != x.shape[:2]:
@@ -94,7 +109,7 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
         if spec["y"] is None:
             raise UsageError("model.num_classes is required when the labels come from offline_pcloud files")
         num_classes = int(np.max(spec["y"])) + 1
-    out = spec["output"]
+    _check_num_classes(num_classes, spec["y"], y)
     os.makedirs(out, exist_ok=True)
     model_path = os.path.join(out, "model.keras")
     state = SequencerCheckpoint(train, os.path.join(out, "sequencer_state.json"))

@@ -23,6 +23,7 @@ def build_lock(path: str) -> Iterator[None]:
     if fcntl is None:
         yield
         return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)  # a cache in a new folder
     fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

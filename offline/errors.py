@@ -16,7 +16,11 @@ class OfflineStorageError(OSError):
     """
 
 
-def storage_error(path: str, problem: str, *, chunk: int | None = None) -> OfflineStorageError:
-    """An ``OfflineStorageError`` that names the file, the chunk and how to recover."""
+def storage_error(path: str, problem: str, *, chunk: int | None = None, rebuild: bool = True) -> OfflineStorageError:
+    """An ``OfflineStorageError`` that names the file, the chunk and how to recover.
+
+    ``rebuild=False`` leaves out the rebuild hint, for problems whose message says itself
+    how to recover (a full disk).
+    """
     where = f"offline cache {path!r}" + (f", chunk {chunk}" if chunk is not None else "")
-    return OfflineStorageError(f"{where}: {problem}; {REBUILD_HINT}")
+    return OfflineStorageError(f"{where}: {problem}" + (f"; {REBUILD_HINT}" if rebuild else ""))

@@ -1,9 +1,9 @@
-"""Names and constants of the offline cache file format, version 1.
+"""Names and constants of the offline cache file format, version 2.
 
 ```
 /                      attrs: format, format_version, batch_size, chunk_size, num_batches,
                        num_samples, num_chunks, structure, config, fingerprint, complete
-/ordered_keys          names of the input elements, in the order of X<k>
+/ordered_keys          names of the input elements, in the order of X<k> (fixed-length bytes)
 /data/<c>/X<k>         chunk c, input element k: rows of all its batches concatenated
 /data/<c>/batch_offsets      (n+1,) int64 row offsets of the chunk's n batches, or (n+1, K)
                              when the elements of a batch do not share their row count
@@ -11,12 +11,21 @@
 /references/<c>/batch_offsets  likewise for the references
 ```
 Each chunk group carries ``complete=True``, written last.
+
+Version 2 (version 1 plus integrity): the file is written in HDF5's 1.10 format
+(``LIBVER``), whose superblock, object headers (attributes included) and chunk indexes carry
+checksums, so a flipped bit in metadata is an error, never a missed chunk read as zeros.
+Text attributes are fixed-length bytes stored in the object header, never variable-length
+strings in the global heap (a damaged heap could hang the reader).
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 FORMAT_NAME = "pointseq-offline"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LIBVER = ("v110", "latest")  # HDF5 1.10 file format or newer: checksummed metadata
 
 DATA_GROUP = "data"
 REFERENCES_GROUP = "references"
@@ -56,3 +65,17 @@ def check_chunk_size(chunk_size: int) -> int:
 def temp_path(path: str) -> str:
     """Where a cache is written before it is renamed into place."""
     return f"{path}.tmp"
+
+
+def text_attribute(text: str) -> np.bytes_:
+    """A text attribute value stored as fixed-length bytes in the object header."""
+    return np.bytes_(text.encode("utf-8"))
+
+
+def attribute_text(value: object) -> str:
+    """The text of an attribute written by :func:`text_attribute` (or a plain str one)."""
+    if isinstance(value, (bytes, np.bytes_)):
+        return bytes(value).decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a text attribute, got {type(value).__name__}")

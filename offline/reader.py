@@ -114,17 +114,39 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> CacheHeader:
-    attrs = f.attrs
-    if attrs.get("format") != fmt.FORMAT_NAME:
-        raise storage_error(path, f"not a pointseq offline cache (format attribute {_plain(attrs.get('format'))!r}, "
-                                  f"expected {fmt.FORMAT_NAME!r})")
+def _check_format(attrs: h5py.AttributeManager, path: str) -> None:
+    # The numbers first: a version 1 file keeps its text in the global heap, never read here.
     version = _plain(attrs.get("format_version"))
+    if version == 1:
+        raise storage_error(path, "format version 1 (written by an older pointseq, without metadata "
+                                  f"checksums) is no longer read, this pointseq reads format version "
+                                  f"{fmt.FORMAT_VERSION}")
+    name = attrs.get("format")
+    name = fmt.attribute_text(name) if isinstance(name, (bytes, str)) else name
+    if name != fmt.FORMAT_NAME:
+        raise storage_error(path, f"not a pointseq offline cache (format attribute {_plain(name)!r}, "
+                                  f"expected {fmt.FORMAT_NAME!r})")
     if version != fmt.FORMAT_VERSION:
         raise storage_error(path, f"format version {version!r} is not supported, this pointseq reads "
                                   f"format version {fmt.FORMAT_VERSION}")
     if not bool(attrs.get("complete", False)):
         raise storage_error(path, "the file is incomplete (its build did not finish)")
+
+
+def _check_counts(header: CacheHeader, path: str) -> None:
+    counts = {"batch_size": header.batch_size, "chunk_size": header.chunk_size,
+              "num_batches": header.num_batches, "num_samples": header.num_samples}
+    bad = {k: v for k, v in counts.items() if v < 1}
+    if bad:
+        raise storage_error(path, f"root attributes {bad} must be >= 1")
+    if header.num_chunks != -(-header.num_batches // header.chunk_size):
+        raise storage_error(path, f"num_chunks={header.num_chunks} disagrees with num_batches="
+                                  f"{header.num_batches} and chunk_size={header.chunk_size}")
+
+
+def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> CacheHeader:
+    attrs = f.attrs
+    _check_format(attrs, path)
     try:
         header = CacheHeader(
             batch_size=int(attrs["batch_size"]),
@@ -132,15 +154,13 @@ def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> C
             num_batches=int(attrs["num_batches"]),
             num_samples=int(attrs["num_samples"]),
             num_chunks=int(attrs["num_chunks"]),
-            structure=BatchStructure.from_json(attrs["structure"]),
-            config=json.loads(attrs["config"]),
-            fingerprint=str(attrs["fingerprint"]),
+            structure=BatchStructure.from_json(fmt.attribute_text(attrs["structure"])),
+            config=json.loads(fmt.attribute_text(attrs["config"])),
+            fingerprint=fmt.attribute_text(attrs["fingerprint"]),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise storage_error(path, f"root attributes are missing or malformed ({exc!r})") from None
-    if header.num_chunks != -(-header.num_batches // header.chunk_size):
-        raise storage_error(path, f"num_chunks={header.num_chunks} disagrees with num_batches="
-                                  f"{header.num_batches} and chunk_size={header.chunk_size}")
+    _check_counts(header, path)
     if expected_fingerprint is not None and header.fingerprint != expected_fingerprint:
         raise storage_error(path, "the cache was built from another config or other data "
                                   f"(fingerprint {header.fingerprint}, expected {expected_fingerprint})")
@@ -149,6 +169,13 @@ def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> C
             if fmt.chunk_name(c) not in f.get(group, {}):
                 raise storage_error(path, f"group /{group}/{c} is missing", chunk=c)
     return header
+
+
+def _expected_storage_chunks(ds: h5py.Dataset) -> int:
+    """Storage chunks a fully written chunked dataset holds (0 when it is not chunked)."""
+    if ds.chunks is None:
+        return 0
+    return int(np.prod([-(-n // c) for n, c in zip(ds.shape, ds.chunks)], dtype=np.int64))
 
 
 class CacheReader:
@@ -168,14 +195,24 @@ class CacheReader:
         # chunk -> (input, reference) batch offsets, read and checked on its first read
         self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         with _IO_LOCK:
-            self.header = _read_header(self._handle(), self.path, expected_fingerprint)
+            self.header = self._guarded(lambda: _read_header(self._handle(), self.path, expected_fingerprint),
+                                        None, "its metadata cannot be read")
+
+    def _guarded(self, call: Callable[[], Any], chunk: int | None, what: str) -> Any:
+        """``call()``, with any error HDF5 or a damaged file raises as an OfflineStorageError."""
+        try:
+            return call()
+        except (OfflineStorageError, IndexError):
+            raise
+        except Exception as exc:
+            raise storage_error(self.path, f"{what} ({type(exc).__name__}: {exc})", chunk=chunk) from None
 
     # -- handle --------------------------------------------------------------------------
     def _handle(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             try:
                 self._file = h5py.File(self.path, "r")
-            except OSError as exc:
+            except Exception as exc:
                 raise storage_error(self.path, f"cannot be opened as HDF5, it is truncated or "
                                                f"corrupt ({exc})") from None
             self._pid = os.getpid()
@@ -209,26 +246,10 @@ class CacheReader:
         """
         if not 0 <= chunk < self.header.num_chunks:
             raise IndexError(f"chunk must be in [0, {self.header.num_chunks}), got {chunk}")
-        name = fmt.chunk_name(chunk)
-        structure = self.header.structure
         with _IO_LOCK:
-            f = self._handle()
-            offsets = self._offsets.get(chunk)
-            if offsets is None:
-                try:
-                    data = f[fmt.DATA_GROUP][name]
-                    refs = f[fmt.REFERENCES_GROUP][name]
-                except KeyError:
-                    raise storage_error(self.path, "the chunk group is missing", chunk=chunk) from None
-                if not (data.attrs.get("complete", False) and refs.attrs.get("complete", False)):
-                    raise storage_error(self.path, "the chunk is incomplete", chunk=chunk)
-                offsets = tuple(self._read_datasets(
-                    f, [f"/{fmt.DATA_GROUP}/{name}/{fmt.OFFSETS}", f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.OFFSETS}"],
-                    chunk, None))
-            paths = [f"/{fmt.DATA_GROUP}/{name}/{fmt.INPUT_PREFIX}{k}" for k in range(len(structure.input_names))]
-            paths += [f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.REFERENCE_PREFIX}{k}"
-                      for k in range(len(structure.reference_names))]
-            arrays = self._read_datasets(f, paths, chunk, allocate)
+            offsets, arrays = self._guarded(lambda: self._read_chunk_arrays(chunk, allocate), chunk,
+                                            "the chunk cannot be read")
+        structure = self.header.structure
         input_offsets, reference_offsets = offsets
         inputs, references = arrays[: len(structure.input_names)], arrays[len(structure.input_names):]
         expected = self.header.batches_in_chunk(chunk)
@@ -238,6 +259,28 @@ class CacheReader:
         self._offsets[chunk] = offsets
         return Chunk(chunk, inputs, references, input_offsets, reference_offsets)
 
+    def _read_chunk_arrays(self, chunk: int, allocate: Callable[[int], np.ndarray] | None) -> tuple:
+        name = fmt.chunk_name(chunk)
+        structure = self.header.structure
+        f = self._handle()
+        offsets = self._offsets.get(chunk)
+        if offsets is None:
+            try:
+                data = f[fmt.DATA_GROUP][name]
+                refs = f[fmt.REFERENCES_GROUP][name]
+            except KeyError:
+                raise storage_error(self.path, "the chunk group is missing", chunk=chunk) from None
+            if not (data.attrs.get("complete", False) and refs.attrs.get("complete", False)):
+                raise storage_error(self.path, "the chunk is incomplete", chunk=chunk)
+            offsets = tuple(self._read_datasets(
+                f, [f"/{fmt.DATA_GROUP}/{name}/{fmt.OFFSETS}", f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.OFFSETS}"],
+                chunk, None))
+        paths = [f"/{fmt.DATA_GROUP}/{name}/{fmt.INPUT_PREFIX}{k}" for k in range(len(structure.input_names))]
+        paths += [f"/{fmt.REFERENCES_GROUP}/{name}/{fmt.REFERENCE_PREFIX}{k}"
+                  for k in range(len(structure.reference_names))]
+        arrays = self._read_datasets(f, paths, chunk, allocate)
+        return offsets, arrays
+
     def _read_datasets(self, f: h5py.File, paths: list[str], chunk: int,
                        allocate: Callable[[int], np.ndarray] | None) -> list[np.ndarray]:
         try:
@@ -245,6 +288,8 @@ class CacheReader:
         except KeyError as exc:
             raise storage_error(self.path, f"a dataset is missing ({exc})", chunk=chunk) from None
         specs = [(ds.shape, ds.dtype) for ds in datasets]  # each property is a call into HDF5
+        for ds, path in zip(datasets, paths):
+            self._check_allocated(ds, path, chunk)
         layout, total = [], 0
         for shape, dtype in specs:
             layout.append(total)
@@ -270,6 +315,13 @@ class CacheReader:
             buffer.flags.writeable = False
         return out
 
+    def _check_allocated(self, ds: h5py.Dataset, path: str, chunk: int) -> None:
+        """Every storage chunk of ``ds`` is on disk: a missing one would read as fill values."""
+        expected = _expected_storage_chunks(ds)
+        if expected and ds.id.get_num_chunks() != expected:
+            raise storage_error(self.path, f"dataset {path} has {ds.id.get_num_chunks()} of its {expected} "
+                                           "storage chunks (its chunk index is damaged)", chunk=chunk)
+
     def _check_offsets(self, offsets: np.ndarray, arrays: list[np.ndarray], expected: int, chunk: int,
                        what: str) -> None:
         width = None if offsets.ndim == 1 else offsets.shape[1]
@@ -290,17 +342,19 @@ class CacheReader:
 
     def batch_row_starts(self) -> np.ndarray:
         """(num_batches + 1,) int64: the first input row of each batch over the whole file."""
-        counts = []
         with _IO_LOCK:
-            f = self._handle()
-            for c in range(self.header.num_chunks):
-                name = f"/{fmt.DATA_GROUP}/{fmt.chunk_name(c)}/{fmt.OFFSETS}"
-                try:
-                    offsets = f[name][()]
-                except (KeyError, OSError) as exc:
-                    raise storage_error(self.path, f"cannot read {name} ({exc})", chunk=c) from None
-                counts.append(np.diff(offsets if offsets.ndim == 1 else offsets[:, 0]))
-        return np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(np.concatenate(counts))])
+            counts = [self._guarded(lambda: self._batch_rows(c), c, "its batch_offsets cannot be read")
+                      for c in range(self.header.num_chunks)]
+        starts = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(np.concatenate(counts))])
+        if len(starts) != self.header.num_batches + 1 or starts[-1] != self.header.num_samples:
+            raise storage_error(self.path, f"the batch_offsets describe {len(starts) - 1} batches of "
+                                           f"{int(starts[-1])} samples, the header {self.header.num_batches} "
+                                           f"batches of {self.header.num_samples}")
+        return starts
+
+    def _batch_rows(self, chunk: int) -> np.ndarray:
+        offsets = self._handle()[f"/{fmt.DATA_GROUP}/{fmt.chunk_name(chunk)}/{fmt.OFFSETS}"][()]
+        return np.diff(offsets if offsets.ndim == 1 else offsets[:, 0]).astype(np.int64)
 
     def batch(self, index: int) -> Any:
         """Batch ``index`` (file order) read through its chunk; for tools, not training loops."""
@@ -310,18 +364,62 @@ class CacheReader:
         return chunk.batch(index % self.header.chunk_size, self.header.structure)
 
     def verify(self) -> list[str]:
-        """Read every chunk; return one message per fault (empty when the file is sound)."""
+        """Read every chunk and check the layout; one message per fault (empty when sound).
+
+        Beyond the checksums of every read: every storage chunk of every dataset is on disk
+        and inside the file, each element keeps its dtype and row shape across chunks, the
+        offsets add up to ``num_samples``, and the stored names match the structure.
+        """
         self._offsets = {}
-        faults = []
+        faults, samples, specs = [], 0, None
         for c in range(self.header.num_chunks):
             try:
-                self.read_chunk(c)
+                chunk = self.read_chunk(c)
+                with _IO_LOCK:
+                    self._guarded(lambda: self._check_storage(c), c, "its storage cannot be checked")
             except OfflineStorageError as exc:
                 faults.append(str(exc))
-        with _IO_LOCK:
-            f = self._handle()
-            for group in (fmt.DATA_GROUP, fmt.REFERENCES_GROUP):
-                extra = sorted(set(f[group].keys()) - {fmt.chunk_name(c) for c in range(self.header.num_chunks)})
-                if extra:
-                    faults.append(f"offline cache {self.path!r}: unexpected groups /{group}/{extra}")
+                continue
+            first = chunk.input_offsets[-1]
+            samples += int(first if chunk.input_offsets.ndim == 1 else first[0])
+            leaf_specs = [(a.dtype, a.shape[1:]) for a in chunk.inputs + chunk.references]
+            specs = leaf_specs if specs is None else specs
+            if leaf_specs != specs:
+                faults.append(str(storage_error(self.path, f"element dtypes and row shapes {leaf_specs} differ "
+                                                           f"from chunk 0's {specs}", chunk=c)))
+        if not faults and samples != self.header.num_samples:
+            faults.append(str(storage_error(self.path, f"num_samples={self.header.num_samples}, but the "
+                                                       f"batch_offsets hold {samples} samples")))
+        try:
+            with _IO_LOCK:
+                self._guarded(self._check_layout, None, "its layout cannot be checked")
+        except OfflineStorageError as exc:
+            faults.append(str(exc))
         return faults
+
+    def _check_storage(self, chunk: int) -> None:
+        """Each storage chunk of the chunk's datasets is allocated, non-empty and inside the file."""
+        f = self._handle()
+        size = os.path.getsize(self.path)
+        for group_name in (fmt.DATA_GROUP, fmt.REFERENCES_GROUP):
+            group = f[group_name][fmt.chunk_name(chunk)]
+            for name, ds in group.items():
+                path = f"/{group_name}/{fmt.chunk_name(chunk)}/{name}"
+                self._check_allocated(ds, path, chunk)
+                for k in range(_expected_storage_chunks(ds)):
+                    info = ds.id.get_chunk_info(k)
+                    if info.size <= 0 or info.byte_offset + info.size > size:
+                        raise storage_error(self.path, f"storage chunk {k} of dataset {path} lies outside "
+                                                       "the file", chunk=chunk)
+
+    def _check_layout(self) -> None:
+        f = self._handle()
+        chunks = {fmt.chunk_name(c) for c in range(self.header.num_chunks)}
+        for group in (fmt.DATA_GROUP, fmt.REFERENCES_GROUP):
+            extra = sorted(set(f[group].keys()) - chunks)
+            if extra:
+                raise storage_error(self.path, f"unexpected groups /{group}/{extra}")
+        names = [fmt.attribute_text(n) for n in f[fmt.ORDERED_KEYS][()]]
+        if names != list(self.header.structure.input_names):
+            raise storage_error(self.path, f"/{fmt.ORDERED_KEYS} {names} disagrees with the structure's "
+                                           f"inputs {list(self.header.structure.input_names)}")

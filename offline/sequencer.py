@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from pointseq.arguments import require_bool, require_int
 from pointseq.offline import format as fmt
 from pointseq.offline.build import build_cache, expected_fingerprint
 from pointseq.offline.chunk_cache import ChunkCache
@@ -90,24 +91,29 @@ class OfflineSequencer(AbstractSequencer):
             raise TypeError(f"backbone must be an AbstractSequencer or its spec dict, got {type(backbone).__name__}")
         if isinstance(offline_storage, bytes) or not isinstance(offline_storage, (str, os.PathLike)):
             raise TypeError(f"offline_storage must be a file path, got {offline_storage!r}")
+        if not os.fspath(offline_storage) or os.path.isdir(offline_storage):
+            raise ValueError(f"offline_storage must be the path of a cache file, got {offline_storage!r}"
+                             + (" (a directory)" if os.fspath(offline_storage) else " (empty)"))
         self.backbone = backbone
         self.offline_storage = os.fspath(offline_storage)
         self.chunk_size = fmt.check_chunk_size(chunk_size)
-        self.chunk_randomization = bool(chunk_randomization)
-        self.batch_randomization = bool(batch_randomization)
+        self.chunk_randomization = require_bool("chunk_randomization", chunk_randomization)
+        self.batch_randomization = require_bool("batch_randomization", batch_randomization)
         self.compression = fmt.normalize_compression(compression)
-        self.disable_offline_storage_writing = bool(disable_offline_storage_writing)
+        self.disable_offline_storage_writing = require_bool("disable_offline_storage_writing",
+                                                            disable_offline_storage_writing)
         self.offline_pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
         if self.offline_pcloud is not None and not isinstance(backbone, Sequencer):
             raise TypeError(
                 "offline_pcloud cuts point-cloud files into dense receptive fields, which only a "
                 f"Sequencer backbone takes; got a {type(backbone).__name__} backbone"
             )
-        self.max_resident_chunks = max_resident_chunks
+        self.max_resident_chunks = require_int("max_resident_chunks", max_resident_chunks, 1)
         self._reader: CacheReader | None = None
         self._limit: tuple[int, int] | None = None  # (samples, batches) of a subsample view
         super().__init__(None, None, backbone.batch_size, shuffle=False, seed=seed, **kwargs)
-        self._open_cache(force_rebuild=bool(force_rebuild), progress=bool(progress))
+        self._open_cache(force_rebuild=require_bool("force_rebuild", force_rebuild),
+                         progress=require_bool("progress", progress))
 
     # ---------------------------------------------------------------- cache
     def _open_cache(self, *, force_rebuild: bool, progress: bool) -> None:

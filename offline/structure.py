@@ -46,6 +46,27 @@ def _describe(value: Any, name: str, leaves: list[np.ndarray], names: list[str])
     return {"array": len(leaves) - 1}
 
 
+def _collect_leaves(node: Any, found: list[int]) -> None:
+    """Append the leaf numbers of ``node`` in order; raise on a node of no known kind."""
+    if node is None:
+        return
+    if not isinstance(node, dict) or len(node) != 1:
+        raise ValueError(f"node {node!r} is not one of array, tuple, dict")
+    kind, value = next(iter(node.items()))
+    if kind == "array" and isinstance(value, int) and not isinstance(value, bool):
+        found.append(value)
+    elif kind == "tuple" and isinstance(value, list):
+        for child in value:
+            _collect_leaves(child, found)
+    elif kind == "dict" and isinstance(value, list):
+        for key, child in value:
+            if not isinstance(key, str):
+                raise ValueError(f"dict key {key!r} is not a str")
+            _collect_leaves(child, found)
+    else:
+        raise ValueError(f"node {node!r} is not one of array, tuple, dict")
+
+
 def _rebuild(node: Any, leaves: list[np.ndarray]) -> Any:
     if node is None:
         return None
@@ -93,13 +114,37 @@ class BatchStructure:
 
     @classmethod
     def from_json(cls, text: str) -> "BatchStructure":
-        d = json.loads(text)
-        return cls(
-            arity=int(d["arity"]),
-            nodes=(d["x"], d["y"], d["sample_weight"]),
-            input_names=tuple(d["input_names"]),
-            reference_names=tuple(d["reference_names"]),
+        """The structure described by ``text``; ValueError if it does not describe a batch."""
+        try:
+            d = json.loads(text)
+            structure = cls(
+                arity=int(d["arity"]),
+                nodes=(d["x"], d["y"], d["sample_weight"]),
+                input_names=tuple(str(n) for n in d["input_names"]),
+                reference_names=tuple(str(n) for n in d["reference_names"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed batch structure {text!r}: {exc!r}") from None
+        structure._check(text)
+        return structure
+
+    def _check(self, text: str) -> None:
+        """Every leaf numbered once, in order, and every node of a known kind."""
+        inputs, references = [], []
+        try:
+            _collect_leaves(self.nodes[0], inputs)
+            _collect_leaves(self.nodes[1], references)
+            _collect_leaves(self.nodes[2], references)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed batch structure {text!r}: {exc!r}") from None
+        ok = (
+            0 <= self.arity <= 3 and self.nodes[0] is not None
+            and inputs == list(range(len(self.input_names)))
+            and references == list(range(len(self.reference_names)))
+            and (self.arity >= 2 or self.nodes[1] is None) and (self.arity == 3 or self.nodes[2] is None)
         )
+        if not ok:
+            raise ValueError(f"malformed batch structure {text!r}: its leaves or arity are inconsistent")
 
     def rebuild(self, inputs: list[np.ndarray], references: list[np.ndarray]) -> Any:
         """The nested batch from its leaves, in the nesting it was written with."""

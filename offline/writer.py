@@ -10,7 +10,10 @@ import h5py
 import numpy as np
 
 from pointseq.offline import format as fmt
+from pointseq.offline.disk_space import check_space_for
+from pointseq.offline.errors import storage_error
 from pointseq.offline.structure import BatchStructure, flatten_batch
+from pointseq.offline.superblock import clear_write_flag
 
 _H5_CHUNK_BYTES = 1 << 20  # HDF5 storage chunk: bounds HDF5's per-read filter buffers
 
@@ -93,15 +96,15 @@ class CacheWriter:
         os.makedirs(parent, exist_ok=True)
         self._file = self._open(resume)
         if self._file is None:
-            self._file = h5py.File(self.temp_path, "w")
+            self._file = h5py.File(self.temp_path, "w", libver=fmt.LIBVER)
             attrs = self._file.attrs
-            attrs["format"] = fmt.FORMAT_NAME
+            attrs["format"] = fmt.text_attribute(fmt.FORMAT_NAME)
             attrs["format_version"] = fmt.FORMAT_VERSION
             attrs["batch_size"] = int(batch_size)
             attrs["chunk_size"] = self.chunk_size
             if fingerprint is not None:
-                attrs["fingerprint"] = fingerprint
-            attrs["config"] = json.dumps(config or {}, sort_keys=True, default=repr)
+                attrs["fingerprint"] = fmt.text_attribute(fingerprint)
+            attrs["config"] = fmt.text_attribute(json.dumps(config or {}, sort_keys=True, default=repr))
             attrs["complete"] = False
             self._file.create_group(fmt.DATA_GROUP)
             self._file.create_group(fmt.REFERENCES_GROUP)
@@ -112,25 +115,28 @@ class CacheWriter:
         if not os.path.exists(self.temp_path):
             return None
         if resume and self.fingerprint is not None:
-            try:
+            f = None
+            try:  # a killed build leaves HDF5's "open for writing" mark: stale under the lock
+                clear_write_flag(self.temp_path)
                 f = h5py.File(self.temp_path, "a")
-            except OSError:
-                f = None
-            if f is not None:
-                attrs = f.attrs
-                same = (
-                    attrs.get("format") == fmt.FORMAT_NAME
-                    and attrs.get("format_version") == fmt.FORMAT_VERSION
-                    and attrs.get("fingerprint") == self.fingerprint
-                    and attrs.get("chunk_size") == self.chunk_size
-                    and "structure" in attrs
-                )
-                if same:
+                if self._same_build(f.attrs):
                     self._resume(f)
                     return f
+            except Exception:  # any fault in a leftover temp file: start over
+                pass
+            if f is not None and f.id.valid:
                 f.close()
         os.remove(self.temp_path)
         return None
+
+    def _same_build(self, attrs: h5py.AttributeManager) -> bool:
+        return (
+            fmt.attribute_text(attrs.get("format", b"")) == fmt.FORMAT_NAME
+            and attrs.get("format_version") == fmt.FORMAT_VERSION
+            and fmt.attribute_text(attrs.get("fingerprint", b"")) == self.fingerprint
+            and attrs.get("chunk_size") == self.chunk_size
+            and "structure" in attrs
+        )
 
     def _resume(self, f: h5py.File) -> None:
         keep = _valid_complete_chunks(f)
@@ -139,7 +145,7 @@ class CacheWriter:
             for name in list(group.keys()):
                 if int(name) >= keep:
                     del group[name]
-        self.structure = BatchStructure.from_json(f.attrs["structure"])
+        self.structure = BatchStructure.from_json(fmt.attribute_text(f.attrs["structure"]))
         self._chunks_done = keep
         self.batches_done = 0
         self.num_samples = 0
@@ -164,7 +170,7 @@ class CacheWriter:
             raise ValueError(f"fingerprint is already {self.fingerprint!r}, got {fingerprint!r}")
         if self.fingerprint is None:
             self.fingerprint = fingerprint
-            self._file.attrs["fingerprint"] = fingerprint
+            self._file.attrs["fingerprint"] = fmt.text_attribute(fingerprint)
             self._file.flush()
 
     @property
@@ -178,9 +184,9 @@ class CacheWriter:
         leaves = flat.inputs + flat.references
         if self.structure is None:
             self.structure = flat.structure
-            self._file.attrs["structure"] = flat.structure.to_json()
-            names = np.array(flat.structure.input_names, dtype=h5py.string_dtype())
-            self._file.create_dataset(fmt.ORDERED_KEYS, data=names)
+            self._file.attrs["structure"] = fmt.text_attribute(flat.structure.to_json())
+            names = np.array([n.encode("utf-8") for n in flat.structure.input_names], dtype=np.bytes_)
+            self._file.create_dataset(fmt.ORDERED_KEYS, data=names, chunks=True, fletcher32=True)
         elif flat.structure != self.structure:
             raise ValueError(
                 f"batch {self.batches_done + len(self._pending)} has the nesting "
@@ -222,6 +228,7 @@ class CacheWriter:
         if not self._pending:
             return
         name = fmt.chunk_name(self._chunks_done)
+        self._check_space()
         data = self._file[fmt.DATA_GROUP].create_group(name)
         refs = self._file[fmt.REFERENCES_GROUP].create_group(name)
         self._write_group(data, fmt.INPUT_PREFIX, [b.inputs for b in self._pending])
@@ -233,6 +240,19 @@ class CacheWriter:
         self._chunks_done += 1
         self.batches_done += len(self._pending)
         self._pending = []
+
+    def _check_space(self) -> None:
+        """Refuse a chunk the disk cannot take before HDF5 writes any of it.
+
+        HDF5 cannot recover from a failed write (it crashes when it next flushes), so the
+        check comes first: the temp file stays at its last complete chunk, and a rerun
+        after freeing space resumes from there.
+        """
+        nbytes = sum(a.nbytes for b in self._pending for a in b.inputs + b.references)
+        problem = check_space_for(self.temp_path, nbytes)
+        if problem is not None:
+            raise storage_error(self.path, f"{problem}; chunk {self._chunks_done} was not written, free "
+                                           "space and rerun: the build resumes from that chunk", rebuild=False)
 
     def finalize(self, *, num_samples: int | None = None) -> str:
         """Write the last chunk and the root attributes, then rename into place."""

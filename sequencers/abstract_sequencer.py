@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from pointseq.arguments import require_int
+from pointseq.arguments import require_bool, require_int
 from pointseq.sequencers.batch_plan import BatchPlan, gather_slots
 from pointseq.sequencers.keyed_cache import KeyedCache
 from pointseq.sequencers.load_clock import LoadClock
@@ -67,7 +67,7 @@ class AbstractSequencer(keras.utils.PyDataset):
         for old, new in KWARG_ALIASES.items():
             if old in kwargs:
                 if new == "shuffle":
-                    shuffle = bool(kwargs.pop(old))
+                    shuffle = require_bool(old, kwargs.pop(old))
         if kwargs:
             unknown = ", ".join(sorted(kwargs))
             valid = ", ".join(sorted(self.valid_kwargs()))
@@ -78,21 +78,21 @@ class AbstractSequencer(keras.utils.PyDataset):
         workers = require_int("workers", workers, 1)
         max_queue_size = require_int("max_queue_size", max_queue_size, 1)
         super().__init__(
-            workers=workers, use_multiprocessing=bool(use_multiprocessing),
+            workers=workers, use_multiprocessing=require_bool("use_multiprocessing", use_multiprocessing),
             max_queue_size=max_queue_size,
         )
         if use_multiprocessing:
             # Keras creates the worker pool before it calls on_epoch_begin.
             ensure_watchdog()
         self.batch_size = require_int("batch_size", batch_size, 1)
-        self.shuffle = bool(shuffle)
-        self.drop_last = bool(drop_last)
+        self.shuffle = require_bool("shuffle", shuffle)
+        self.drop_last = require_bool("drop_last", drop_last)
         self.epoch_size = None if epoch_size is None else require_int("epoch_size", epoch_size, 1)
         if seed is None:
             seed = draw_seed()
         self.seed = require_int("seed", seed, 0)
         self.epoch = 0
-        self._training = bool(training)
+        self._training = require_bool("training", training)
         self._epoch_begun = False
         self._sample_ids: np.ndarray | None = None  # set by subsample()
         self._shard: tuple[int, int] | None = None  # (num_shards, index), set by shard()
@@ -100,6 +100,9 @@ class AbstractSequencer(keras.utils.PyDataset):
         self.load_clock = LoadClock()  # read by DataWaitProfiler
         if X is not None:
             self.set_input_data(X, y)
+        elif y is not None:
+            raise ValueError(f"y was given without X; give the inputs X too (got X=None, y of type "
+                             f"{type(y).__name__})")
 
     # ---------------------------------------------------------------- kwargs and config
     @classmethod

@@ -72,12 +72,20 @@ class Sequencer(AbstractSequencer):
             y = np.asarray(y)
             if y.ndim == 0:
                 raise ValueError(f"y must have a leading sample axis, got a scalar {y!r}")
+            if y.dtype.kind not in "biuf":
+                raise TypeError(f"y must be a numeric array (bool, int or float labels), got dtype {y.dtype}")
             if len(y) != n:
                 raise ValueError(
                     f"X and y must have the same number of samples, got len(X)={n} "
                     f"and len(y)={len(y)}"
                 )
         self._input_roles(X)  # validates the coordinate and vector inputs
+        # Coordinates, augmented or not (the first input by default), must be finite.
+        coord_keys = _resolve_keys(X, self._augment_inputs_arg, "augment_inputs", default_first=True)
+        for key in coord_keys + _resolve_keys(X, self._vector_inputs_arg, "vector_inputs", default_first=False):
+            array = _get(X, key)
+            if np.issubdtype(array.dtype, np.floating) and array.ndim >= 2 and array.shape[-1] == 3:
+                _check_finite(array, key)
         self._X, self._y = X, y
         super().set_input_data(X, y)
 
@@ -128,6 +136,15 @@ class Sequencer(AbstractSequencer):
         new_coords, new_vectors = self.augmentor(coords, rng, vectors=vectors)
         replaced = dict(zip(coord_keys + vector_keys, list(new_coords) + list(new_vectors)))
         return _replace(batch_x, replaced)
+
+
+def _check_finite(array: np.ndarray, key: InputKey) -> None:
+    """Refuse NaN or infinite coordinates, naming the first sample that holds one."""
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1) if array.size else np.zeros(0, bool)
+    if bad.any():
+        sample = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"X[{key!r}] holds NaN or infinite coordinates in {int(bad.sum())} sample(s), the "
+                         f"first is sample {sample}; coordinates must be finite")
 
 
 def _as_list(value: Any) -> list | None:

@@ -110,3 +110,23 @@ def test_info_reports_a_corrupt_file(tmp_path, capsys):
     path.write_bytes(b"not hdf5 at all")
     assert main(["cache", "info", str(path)]) == 1
     assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_build_with_an_unreadable_npy_is_a_usage_error(spec_file, tmp_path, capsys):
+    (tmp_path / "f.npy").write_bytes(b"not an npy file")
+    assert main(["cache", "build", spec_file, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "data.X[1] file" in err and "cannot be read as .npy or .npz" in err and "Traceback" not in err
+
+
+def test_info_and_verify_of_a_damaged_cache_print_one_line_no_traceback(spec_file, tmp_path, capsys):
+    assert main(["cache", "build", spec_file, "--quiet"]) == 0
+    cache = tmp_path / "cache.h5"
+    data = bytearray(cache.read_bytes())
+    data[200:260] = bytes(60)  # zero part of the root object header: its checksum fails
+    cache.write_bytes(bytes(data))
+    for command in ("info", "verify"):
+        capsys.readouterr()
+        assert main(["cache", command, str(cache)]) == 1
+        err = capsys.readouterr().err
+        assert "offline cache" in err and "rebuild it" in err and "Traceback" not in err

@@ -65,11 +65,16 @@ def test_round_trip_is_bit_exact(tmp_path, kind, compression):
     assert not os.path.exists(fmt.temp_path(path))
 
 
-def test_file_layout_follows_format_version_1(tmp_path):
+def test_file_layout_follows_format_version_2(tmp_path):
     path = str(tmp_path / "c.h5")
     write_cache(path, make_batches("dict"), batch_size=4, chunk_size=3, fingerprint="f")
     with h5py.File(path, "r") as f:
-        assert f.attrs["format"] == "pointseq-offline" and f.attrs["format_version"] == 1
+        assert f.attrs["format"] == b"pointseq-offline" and f.attrs["format_version"] == 2
+        # text attributes are fixed-length bytes in the (checksummed) object header
+        assert f.attrs.get_id("structure").dtype.kind == "S" and f.attrs["fingerprint"] == b"f"
+        assert f["ordered_keys"].dtype.kind == "S" and f["ordered_keys"].fletcher32
+        with open(path, "rb") as raw:  # superblock version 3: the HDF5 1.10 format, with checksums
+            assert raw.read(9)[8] == 3
         assert bool(f.attrs["complete"]) and f.attrs["num_chunks"] == 3
         assert [k.decode() for k in f["ordered_keys"][()]] == ["x/points", "x/feats"]
         assert f["data/0/X0"].shape == (12, 5, 3) and f["data/2/X0"].shape == (3, 5, 3)
@@ -210,8 +215,8 @@ def test_missing_chunk_group_is_refused(cache_file):
 
 def test_wrong_format_version_is_refused(cache_file):
     with h5py.File(cache_file, "a") as f:
-        f.attrs["format_version"] = 2
-    with pytest.raises(OfflineStorageError, match="format version 2 is not supported.*reads format version 1"):
+        f.attrs["format_version"] = 3
+    with pytest.raises(OfflineStorageError, match="format version 3 is not supported.*reads format version 2"):
         CacheReader(cache_file)
 
 

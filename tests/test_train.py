@@ -62,3 +62,33 @@ def test_train_spec_errors(spec_dir, capsys, change, message):
     (spec_dir / "bad.json").write_text(json.dumps(spec))
     assert main(["train", str(spec_dir / "bad.json")]) == 2
     assert message in capsys.readouterr().err
+
+
+def _foreign_cache(spec_dir):
+    from pointseq.offline.writer import write_cache
+
+    write_cache(str(spec_dir / "cache.h5"), [np.zeros((4, 3), np.float32)], batch_size=4, fingerprint="other")
+
+
+def _output_file(spec_dir):
+    (spec_dir / "out").write_text("not a folder")
+
+
+@pytest.mark.parametrize("change, prepare, message", [
+    ({"sequencer": {"type": "OfflineSequencer", "offline_storage": "missing.h5",
+                    "disable_offline_storage_writing": True, "backbone": {"type": "Sequencer"}}},
+     None, "missing.h5': the file does not exist and disable_offline_storage_writing=True"),
+    ({}, _foreign_cache, "built from another config or other data"),
+    ({}, _output_file, "is a file, expected a folder"),
+    ({"model": {"type": "pointnet", "num_classes": 2}}, None,
+     "model.num_classes=2 is too small: the labels go up to 3, so it must be at least 4"),
+])
+def test_train_usage_errors_are_one_line_with_status_2(spec_dir, capsys, change, prepare, message):
+    spec = json.loads((spec_dir / "spec.json").read_text())
+    spec.update(change)
+    (spec_dir / "bad.json").write_text(json.dumps(spec))
+    if prepare is not None:
+        prepare(spec_dir)
+    assert main(["train", str(spec_dir / "bad.json"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
