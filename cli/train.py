@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
-from pointseq.cli.usage_error import UsageError
+from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
 from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
 
@@ -77,10 +77,8 @@ def resolve_path_or_default(path: Any, base: str) -> str:
 
 def run_train(spec: dict, *, verbose: int = 1) -> dict:
     """Train and (with validation data) evaluate; returns the report written to the output."""
-    try:
+    with inputs_as_usage_errors("sequencer"):
         train = build_sequencer(spec["sequencer"], spec["X"], spec["y"])
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        raise UsageError(f"sequencer: {exc}") from None
     x, y = train[0][:2]
     if not isinstance(x, np.ndarray) or x.ndim != 3 or y is None or y.shape != x.shape[:2]:
         raise UsageError(
