@@ -220,11 +220,10 @@ class AbstractSequencer(keras.utils.PyDataset):
         """Warn once when ``on_epoch_end`` closes epochs no ``on_epoch_begin`` opened.
 
         That is a training loop of one's own, where the epoch would never advance. Keras'
-        extra ends follow at most its two spec-inference batches and come just before an
-        ``on_epoch_begin``; a loop's ends follow a whole epoch, or come twice in a row.
+        extra ends come just before an ``on_epoch_begin``; a loop's come in a row, each
+        after batches were served (so the warning comes at the end of its second epoch).
         """
-        own_loop = served > 0 and not self._epoch_set and (
-            served >= max(len(self), 3) or self._unbegun_end_after_batches)
+        own_loop = served > 0 and not self._epoch_set and self._unbegun_end_after_batches
         self._unbegun_end_after_batches = served > 0
         if own_loop and not self._own_loop_warned:
             self._own_loop_warned = True
