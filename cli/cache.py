@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from pointseq.offline import format as fmt
-from pointseq.cli.usage_error import UsageError
+from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.offline.reader import CacheReader
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
@@ -60,12 +60,11 @@ def run_build(args: argparse.Namespace) -> int:
         raise UsageError(f"sequencer.backbone must be a spec object, got {backbone!r}")
     seq.update(force_rebuild=args.force or seq.get("force_rebuild", False), progress=not args.quiet)
     try:
-        sequencer = OfflineSequencer(backbone, X=X, y=y, **seq)
+        with inputs_as_usage_errors("sequencer"):
+            sequencer = OfflineSequencer(backbone, X=X, y=y, **seq)
     except OfflineStorageError as exc:
         print(f"pointseq cache build: {exc}", file=sys.stderr)
         return 1
-    except (TypeError, ValueError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
     header = sequencer._reader.header
     sequencer.close()
     print(f"{seq['offline_storage']}: {header.num_batches} batches, {header.num_samples} samples, "

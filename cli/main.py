@@ -1,6 +1,7 @@
 """The ``pointseq`` command: parse first, then import only the subcommand that runs.
 
-Exit status: 0 success, 1 a faulty cache or a failed run, 2 a usage error.
+Exit status: 0 success, 1 a faulty or foreign cache, 2 a usage error or unreadable input
+(one line on stderr).
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"pointseq {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        from pointseq.offline.errors import OfflineStorageError  # loaded with the command
+
+        if not isinstance(exc, OfflineStorageError):
+            raise
+        print(f"pointseq {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from pointseq.arguments import without_comment_keys
 from pointseq.cli.usage_error import UsageError
 
 
@@ -24,6 +25,7 @@ def read_spec_file(path: str, valid_keys: set[str], example: str) -> tuple[dict,
             spec = json.load(f)
     except json.JSONDecodeError as exc:
         raise UsageError(f"spec file {path!r} is not valid JSON: {exc}") from None
+    spec = without_comment_keys(spec)  # keys starting with "_" are commented out
     if not isinstance(spec, dict) or not isinstance(spec.get("sequencer"), dict):
         raise UsageError(f"spec file {path!r} must hold an object with a 'sequencer' object, e.g. {example}")
     unknown = set(spec) - valid_keys

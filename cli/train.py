@@ -33,7 +33,7 @@ import keras
 import numpy as np
 
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
-from pointseq.cli.usage_error import UsageError
+from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
 from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
@@ -87,14 +87,19 @@ def _check_num_classes(num_classes: Any, labels: Any, first_batch_labels: np.nda
                          f"so it must be at least {highest + 1}")
 
 
-def run_train(spec: dict, *, verbose: int = 1) -> dict:
-    """Train and (with validation data) evaluate; returns the report written to the output."""
-    out = spec["output"]
+def _output_folder(out: str) -> str:
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"output {out!r} is a file, expected a folder (or a path that does not exist yet)")
+    return out
+
+
+def run_train(spec: dict, *, verbose: int = 1) -> dict:
+    """Train and (with validation data) evaluate; returns the report written to the output."""
+    out = _output_folder(spec["output"])
     try:
-        train = build_sequencer(spec["sequencer"], spec["X"], spec["y"])
-    except (TypeError, ValueError, FileNotFoundError, OfflineStorageError) as exc:
+        with inputs_as_usage_errors("sequencer"):
+            train = build_sequencer(spec["sequencer"], spec["X"], spec["y"])
+    except OfflineStorageError as exc:  # a missing or foreign cache the spec names
         raise UsageError(f"sequencer: {exc}") from None
     x, y = train[0][:2]
     if not isinstance(x, np.ndarray) or x.ndim != 3 or y is None or y.shape != x.shape[:2]:

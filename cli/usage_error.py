@@ -1,4 +1,10 @@
-"""UsageError: a ``pointseq`` command called wrongly (exit status 2)."""
+"""UsageError: a ``pointseq`` command called wrongly, or on inputs it cannot read (exit 2)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from typing import Iterator
 
 
 class UsageError(Exception):
@@ -7,3 +13,23 @@ class UsageError(Exception):
     Its own module, so that ``python -m pointseq.cli.main`` and the console script raise and
     catch the same class.
     """
+
+
+@contextlib.contextmanager
+def inputs_as_usage_errors(what: str) -> Iterator[None]:
+    """Report a failure to read or check the user's inputs (a bad spec value, an unreadable
+    point-cloud file) as a one-line `UsageError` (exit 2). A faulty cache file,
+    ``OfflineStorageError``, passes through: it has exit status 1 of its own."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except Exception as exc:
+        from pointseq.offline.errors import OfflineStorageError  # loaded with the command
+
+        if isinstance(exc, OfflineStorageError):
+            raise
+        cause = " ".join(str(exc).split()) or "(no message)"
+        if getattr(builtins, type(exc).__name__, None) is not type(exc):
+            cause = f"{type(exc).__name__}: {cause}"  # a library's own error: name it
+        raise UsageError(f"{what}: {cause}") from None

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
 from pointseq.offline import format as fmt
-from pointseq.offline.build_lock import build_lock
+from pointseq.offline.build_lock import build_lock, remove_if_present
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
 from pointseq.offline.pointcloud_source import PointCloudSource, print_progress
@@ -115,7 +115,7 @@ def build_cache(
     An existing cache with the right fingerprint is kept (``force`` rebuilds it); one
     with another fingerprint is refused. The file is written to ``<path>.tmp`` and renamed
     into place; a build interrupted before that resumes from the temp file's last complete
-    chunk. Returns the cache's fingerprint, so callers need not hash the data again.
+    chunk, and one that fails before its first complete chunk removes the temp file. Returns the cache's fingerprint, so callers need not hash the data again.
 
     The data is hashed in a background thread while batches are written (hashlib
     releases the GIL); the temp file gets its fingerprint as soon as it is known, and a
@@ -141,21 +141,37 @@ def build_cache(
             "offline_pcloud": None if pcloud is None else pcloud.cache_config(print_progress if progress else None),
             **(extra_config or {}),
         }
-        hasher, pending = _start_fingerprint(job, nbytes, path)
-        writer = None
-        try:
-            writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
-                                 fingerprint=pending.result() if pending.done() else None, config=config,
-                                 compression=compression_name)
-            _write_batches(writer, _sources(backbone, pcloud, progress), pending, progress)
-            writer.set_fingerprint(pending.result())
-            writer.finalize()
-            return pending.result()
-        finally:
-            if writer is not None:
-                writer.close()
-            if hasher is not None:
-                hasher.shutdown(wait=False)
+        return _write_cache_file(path, backbone, pcloud, chunk_size, compression_name, config, job, nbytes,
+                                 progress)
+
+
+def _write_cache_file(path: str, backbone: Any, pcloud: PointCloudSource | None, chunk_size: int,
+                      compression: str | None, config: dict, job: Callable[[], str], nbytes: int,
+                      progress: bool) -> str:
+    """Write (or resume) ``<path>.tmp`` and rename it to ``path``; a build that fails before
+    its first complete chunk removes the temp file, leaving nothing behind."""
+    hasher, pending = _start_fingerprint(job, nbytes, path)
+    writer = None
+    resumable = os.path.exists(fmt.temp_path(path))
+    try:
+        writer = CacheWriter(path, batch_size=backbone.batch_size, chunk_size=chunk_size,
+                             fingerprint=pending.result() if pending.done() else None, config=config,
+                             compression=compression)
+        _write_batches(writer, _sources(backbone, pcloud, progress), pending, progress)
+        writer.set_fingerprint(pending.result())
+        writer.finalize()
+        return pending.result()
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        if (writer.batches_done == 0) if writer is not None else not resumable:
+            remove_if_present(fmt.temp_path(path))
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        if hasher is not None:
+            hasher.shutdown(wait=False)
 
 
 def _start_fingerprint(job: Any, nbytes: int, path: str) -> tuple[ThreadPoolExecutor | None, Future]:

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 
 from pointseq.offline import format as fmt
-from pointseq.offline.errors import OfflineStorageError, storage_error
+from pointseq.offline.errors import OfflineStorageError, is_hdf5_file, not_a_cache_error, storage_error
 from pointseq.offline.structure import BatchStructure
 
 # h5py serialises every call under one process-wide lock that fork does not reset. All reads
@@ -124,8 +124,7 @@ def _check_format(attrs: h5py.AttributeManager, path: str) -> None:
     name = attrs.get("format")
     name = fmt.attribute_text(name) if isinstance(name, (bytes, str)) else name
     if name != fmt.FORMAT_NAME:
-        raise storage_error(path, f"not a pointseq offline cache (format attribute {_plain(name)!r}, "
-                                  f"expected {fmt.FORMAT_NAME!r})")
+        raise not_a_cache_error(path, f"format attribute {_plain(name)!r}, expected {fmt.FORMAT_NAME!r}")
     if version != fmt.FORMAT_VERSION:
         raise storage_error(path, f"format version {version!r} is not supported, this pointseq reads "
                                   f"format version {fmt.FORMAT_VERSION}")
@@ -213,6 +212,8 @@ class CacheReader:
             try:
                 self._file = h5py.File(self.path, "r")
             except Exception as exc:
+                if not is_hdf5_file(self.path):
+                    raise not_a_cache_error(self.path, "not an HDF5 file") from None
                 raise storage_error(self.path, f"cannot be opened as HDF5, it is truncated or "
                                                f"corrupt ({exc})") from None
             self._pid = os.getpid()

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pointseq.arguments import require_bool, require_int
+from pointseq.arguments import require_bool, require_int, without_comment_keys
 from pointseq.offline import format as fmt
 from pointseq.offline.build import build_cache, expected_fingerprint
 from pointseq.offline.chunk_cache import ChunkCache
@@ -23,6 +23,10 @@ from pointseq.sequencers.sequencer import Sequencer
 from pointseq.sequencers.keyed_cache import KeyedCache
 from pointseq.sequencers.load_clock import LoadClock
 from pointseq.sequencers.registry import build_sequencer, register_sequencer
+
+
+# Keywords of every sequencer that an OfflineSequencer leaves to its backbone.
+BACKBONE_KWARGS = ("shuffle", "random_shuffle_indices", "batch_size", "drop_last")
 
 
 @register_sequencer("OfflineSequencer", "DLOfflineSequencer")
@@ -75,7 +79,7 @@ class OfflineSequencer(AbstractSequencer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        for name in ("shuffle", "random_shuffle_indices", "batch_size", "drop_last"):
+        for name in BACKBONE_KWARGS:
             if name in kwargs:
                 raise TypeError(
                     f"OfflineSequencer does not take {name}={kwargs[name]!r}: the batches come from "
@@ -102,7 +106,8 @@ class OfflineSequencer(AbstractSequencer):
         self.compression = fmt.normalize_compression(compression)
         self.disable_offline_storage_writing = require_bool("disable_offline_storage_writing",
                                                             disable_offline_storage_writing)
-        self.offline_pcloud = None if offline_pcloud is None else PointCloudSource.from_spec(offline_pcloud)
+        self.offline_pcloud = (None if offline_pcloud is None
+                               else PointCloudSource.from_spec(without_comment_keys(offline_pcloud)))
         if self.offline_pcloud is not None and not isinstance(backbone, Sequencer):
             raise TypeError(
                 "offline_pcloud cuts point-cloud files into dense receptive fields, which only a "
@@ -115,9 +120,19 @@ class OfflineSequencer(AbstractSequencer):
         self._open_cache(force_rebuild=require_bool("force_rebuild", force_rebuild),
                          progress=require_bool("progress", progress))
 
+    KWARGS_NOTE = "; batch_size, drop_last and shuffle belong to the backbone (its spec or constructor)"
+
+    @classmethod
+    def valid_kwargs(cls) -> set[str]:
+        return super().valid_kwargs() - set(BACKBONE_KWARGS)
+
     # ---------------------------------------------------------------- cache
     def _open_cache(self, *, force_rebuild: bool, progress: bool) -> None:
         path = self.offline_storage
+        if force_rebuild and self.disable_offline_storage_writing:
+            raise ValueError(
+                "force_rebuild=True and disable_offline_storage_writing=True contradict each other: "
+                "the first asks to rebuild the cache, the second forbids writing it; drop one of them")
         if force_rebuild or not os.path.exists(path):
             if self.disable_offline_storage_writing:
                 raise storage_error(path, "the file does not exist and disable_offline_storage_writing=True "
@@ -280,12 +295,26 @@ class OfflineSequencer(AbstractSequencer):
         view._predict_backbone = None
         return view
 
-    def subsample(self, n: int) -> "OfflineSequencer":
-        """A view serving the cache batches that hold its first ``n`` samples (file order).
+    @property
+    def epoch(self) -> int:
+        source = self.__dict__.get("_epoch_source")
+        return source.epoch if source is not None else self._epoch
 
-        The last of them is cut to ``n`` samples; order and augmentation are keyed as in
-        this sequencer, so the view shows the batches training sees (to inspect or export
-        augmented samples). It shares this sequencer's file and resident chunks.
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self._epoch = value
+        self._epoch_source = None  # a view given its own epoch stops following
+
+    def subsample(self, n: int) -> "OfflineSequencer":
+        """A view serving the cache batches that hold the first ``n`` samples (file order).
+
+        The last of them is cut to ``n`` samples. The view follows this sequencer's epoch
+        (until its own is set) and orders and augments by the same keyed rules: chunk and
+        batch randomisation over its own batches, augmentation from ``(seed, epoch, idx)``
+        with ``idx`` its own batch index. So it shows these samples transformed as training
+        transforms them at that epoch, not the draws of the batch that holds them in the
+        full epoch (those are keyed by that batch's position). It shares this sequencer's
+        file and resident chunks; use it to inspect or export augmented samples.
         """
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
             raise TypeError(f"n must be an int >= 1, got {n!r} ({type(n).__name__})")
@@ -296,6 +325,7 @@ class OfflineSequencer(AbstractSequencer):
         n = int(n)
         batches = int(np.searchsorted(self._cache_row_starts()[:-1], n, side="left"))
         view = copy.copy(self)
+        view._epoch_source = self
         view._limit = (n, batches)
         cut = view._rows_kept(batches - 1)
         if cut is not None and not self._chunks.get((batches - 1) // self.chunk_size).rows_are_samples():
@@ -325,4 +355,5 @@ class OfflineSequencer(AbstractSequencer):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_predict_backbone"] = None  # rebuilt on first use in the new process
+        state["_epoch"], state["_epoch_source"] = self.epoch, None  # a copy stops following
         return state

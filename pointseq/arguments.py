@@ -70,19 +70,38 @@ def require_bool(name: str, value: Any) -> bool:
     return value
 
 
+def is_comment_key(key: Any) -> bool:
+    """True for a spec key that starts with ``_``: JSON has no comments, so configurations
+    switch a key off by prefixing an underscore; such keys are ignored at every spec level."""
+    return isinstance(key, str) and key.startswith("_")
+
+
+def without_comment_keys(spec: Any) -> Any:
+    """``spec`` without its comment keys (see `is_comment_key`), in nested dicts and lists too."""
+    if isinstance(spec, Mapping):
+        return {key: without_comment_keys(value) for key, value in spec.items() if not is_comment_key(key)}
+    if isinstance(spec, list):
+        return [without_comment_keys(value) for value in spec]
+    return spec
+
+
 def check_spec_keys(
     spec: Mapping[str, Any],
     what: str,
     valid: Sequence[str],
     required: Sequence[str] = (),
 ) -> None:
-    """Raise if ``spec`` is not a dict, has a key outside ``valid`` or lacks one of ``required``."""
+    """Raise if ``spec`` is not a dict, has a key outside ``valid`` or lacks one of ``required``.
+
+    Comment keys (starting with ``_``) are ignored.
+    """
     if not isinstance(spec, Mapping):
         raise _type_error(f"{what} spec", spec, "a dict")
-    unknown = [key for key in spec if key not in valid]
+    unknown = [key for key in spec if key not in valid and not is_comment_key(key)]
     if unknown:
         raise TypeError(
-            f"unknown key(s) {unknown} in {what} spec {dict(spec)!r}; valid keys: {list(valid)}"
+            f"unknown key(s) {unknown} in {what} spec {dict(spec)!r}; valid keys: {list(valid)} "
+            "(a key starting with '_' is ignored)"
         )
     missing = [key for key in required if key not in spec]
     if missing:

@@ -12,6 +12,7 @@ import copy
 import inspect
 import math
 import time
+import warnings
 from typing import Any
 
 import keras
@@ -73,7 +74,7 @@ class AbstractSequencer(keras.utils.PyDataset):
             valid = ", ".join(sorted(self.valid_kwargs()))
             raise TypeError(
                 f"{type(self).__name__} got unknown keyword argument(s): {unknown}. "
-                f"Valid keyword arguments are: {valid}"
+                f"Valid keyword arguments are: {valid}{self.KWARGS_NOTE}"
             )
         workers = require_int("workers", workers, 1)
         max_queue_size = require_int("max_queue_size", max_queue_size, 1)
@@ -94,6 +95,11 @@ class AbstractSequencer(keras.utils.PyDataset):
         self.epoch = 0
         self._training = require_bool("training", training)
         self._epoch_begun = False
+        self._epoch_set = False  # set_epoch called since the last epoch hook
+        self._batches_at_hook = 0  # load_clock's batch count at the last epoch hook
+        self._unbegun_end_after_batches = False
+        self._own_loop_warned = False
+        self.opened_epochs = 0  # on_epoch_begin calls: lets callbacks see a pass outside training
         self._sample_ids: np.ndarray | None = None  # set by subsample()
         self._shard: tuple[int, int] | None = None  # (num_shards, index), set by shard()
         self._sample_orders = KeyedCache()  # sample order per pass
@@ -105,6 +111,8 @@ class AbstractSequencer(keras.utils.PyDataset):
                              f"{type(y).__name__})")
 
     # ---------------------------------------------------------------- kwargs and config
+    KWARGS_NOTE = ""  # appended to the unknown-keyword message (where other keywords go)
+
     @classmethod
     def valid_kwargs(cls) -> set[str]:
         """Keyword arguments accepted by this class's constructor (its own and inherited)."""
@@ -174,6 +182,7 @@ class AbstractSequencer(keras.utils.PyDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = require_int("epoch", epoch, 0)
         self._epoch_begun = False
+        self._epoch_set = True
 
     def state_dict(self) -> dict:
         """What a resumed run needs to serve the same batches: the seed and the epoch."""
@@ -190,13 +199,42 @@ class AbstractSequencer(keras.utils.PyDataset):
         if self.use_multiprocessing:
             ensure_watchdog()
         self._epoch_begun = True
+        self.opened_epochs += 1
+        self._batches_since_hook()
+        self._unbegun_end_after_batches = self._epoch_set = False
 
     def on_epoch_end(self) -> None:
-        # Keras also calls this before the first epoch and around validation; only an end
-        # that closes a begun epoch advances it.
+        # Keras also calls this before the first epoch and around validation, each time just
+        # before an on_epoch_begin; only an end that closes a begun epoch advances it.
+        served = self._batches_since_hook()
         if self._epoch_begun and self._training:
             self.epoch += 1
-        self._epoch_begun = False
+        elif self._training:
+            self._notice_end_without_begin(served)
+        self._epoch_begun = self._epoch_set = False
+
+    def _batches_since_hook(self) -> int:
+        """Batches built in this process since the last epoch hook."""
+        done = self.load_clock.read()[1]
+        served, self._batches_at_hook = done - self._batches_at_hook, done
+        return served
+
+    def _notice_end_without_begin(self, served: int) -> None:
+        """Warn once when ``on_epoch_end`` closes epochs no ``on_epoch_begin`` opened.
+
+        That is a training loop of one's own, where the epoch would never advance. Keras'
+        extra ends come just before an ``on_epoch_begin``; a loop's come in a row, each
+        after batches were served (so the warning comes at the end of its second epoch).
+        """
+        own_loop = served > 0 and not self._epoch_set and self._unbegun_end_after_batches
+        self._unbegun_end_after_batches = served > 0
+        if own_loop and not self._own_loop_warned:
+            self._own_loop_warned = True
+            warnings.warn(
+                f"{type(self).__name__}.on_epoch_end() was called without on_epoch_begin() after "
+                f"{served} training batches, so the epoch stays {self.epoch} and every epoch repeats "
+                "its shuffle and augmentation. In a training loop of your own, call "
+                "seq.set_epoch(epoch) at the start of each epoch.", RuntimeWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- batch layout
     def batch_plan(self) -> BatchPlan:

@@ -7,6 +7,8 @@ import os
 from importlib import metadata
 from typing import Any, Callable
 
+from pointseq.arguments import without_comment_keys
+
 _REGISTRY: dict[str, type] = {}
 _NAMES: set[str] = set()
 
@@ -67,8 +69,9 @@ def build_sequencer(spec: dict | str | os.PathLike, X: Any = None, y: Any = None
 
     Nested specs (a ``backbone`` dict with its own ``type``) are built recursively and get
     X and y; ``augmentor`` dicts are turned into `augment.Augmentor` by the sequencer itself.
+    Keys starting with ``_`` (commented out) are ignored at every level of the spec.
     """
-    spec = load_spec(spec)
+    spec = without_comment_keys(load_spec(spec))
     if "type" not in spec:
         raise ValueError(
             f"spec must have a 'type' key naming the sequencer; known types: "

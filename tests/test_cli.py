@@ -105,11 +105,11 @@ def test_usage_errors_exit_2(spec_file, tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_info_reports_a_corrupt_file(tmp_path, capsys):
+def test_info_reports_a_file_that_is_not_a_cache(tmp_path, capsys):
     path = tmp_path / "junk.h5"
     path.write_bytes(b"not hdf5 at all")
     assert main(["cache", "info", str(path)]) == 1
-    assert "truncated or corrupt" in capsys.readouterr().err
+    assert "is not a pointseq offline cache (not an HDF5 file)" in capsys.readouterr().err
 
 
 def test_build_with_an_unreadable_npy_is_a_usage_error(spec_file, tmp_path, capsys):

@@ -24,6 +24,11 @@ class SequencerCheckpoint(keras.callbacks.Callback):
       sequencer's own count says. Keras calls it before the epoch's workers start (threads
       or forked processes), so they see the new epoch.
 
+    - ``on_train_begin`` refuses (``RuntimeError``) a ``fit`` that opened a prefetching
+      sequencer (``workers > 1`` or worker processes) before training began: on JAX and
+      torch that pass, made to build a loaded or unbuilt model, leaves batches of another
+      epoch in Keras' queue. Call `prebuild_model` before ``fit``.
+
     Pair it with a model checkpoint written every epoch (``ModelCheckpoint`` without
     ``save_best_only``, or ``BackupAndRestore``); the two files describe the same epoch only
     if both are written at every epoch end.
@@ -50,10 +55,36 @@ class SequencerCheckpoint(keras.callbacks.Callback):
         self.filepath = os.fspath(filepath)
         self.restore_on_train_begin = bool(restore_on_train_begin)
         self.set_epoch = bool(set_epoch)
+        self._opened_epochs = getattr(sequencer, "opened_epochs", 0)  # epochs opened before fit
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._refuse_prefetched_build_pass()
         if self.restore_on_train_begin:
             self.restore()
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._opened_epochs = getattr(self.sequencer, "opened_epochs", 0)
+
+    def _refuse_prefetched_build_pass(self) -> None:
+        """Refuse a fit that opened the sequencer before training began, with prefetching.
+
+        On JAX and torch, ``fit`` of a model that is not fully built (one just restored
+        with ``keras.models.load_model`` included) pulls a batch through the sequencer
+        first; Keras' enqueuer then serves the batches its workers prefetched in that pass,
+        of the wrong epoch, at the start of the resumed one.
+        """
+        opened = getattr(self.sequencer, "opened_epochs", 0)
+        prefetching = getattr(self.sequencer, "workers", 1) > 1 or getattr(
+            self.sequencer, "use_multiprocessing", False)
+        if opened != self._opened_epochs and prefetching:
+            self._opened_epochs = opened
+            raise RuntimeError(
+                f"{type(self.sequencer).__name__} was opened before training began (the pass "
+                "JAX and torch make to build a model that is not built, e.g. one just loaded with "
+                "keras.models.load_model); with worker prefetching, the resumed epoch would start "
+                "with batches of another epoch. Call pointseq.prebuild_model(model, sequencer) "
+                "before fit (or build the SequencerCheckpoint after your own evaluate/predict "
+                "pass on this sequencer).")
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.set_epoch:
