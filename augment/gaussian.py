@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +43,62 @@ def normal_float32(
 ) -> np.ndarray:
     """Float32 samples of N(0, scale**2) with shape ``size``, drawn from ``rng``."""
     shape = (size,) if isinstance(size, (int, np.integer)) else tuple(size)
-    count = math.prod(shape)
-    pairs = (count + 1) // 2
-    words = rng.bit_generator.random_raw((pairs + 1) // 2).view(np.uint32)[:pairs]
-    out = np.empty(2 * pairs, dtype=np.float32)
-    radius, second = out[:pairs], out[pairs:]
-    bits = np.bitwise_and(words, _RADIUS_MASK)
-    np.take(_radius_table(float(scale)), bits, out=radius, mode="clip")
+    out = np.empty(shape, dtype=np.float32)
+    fill_normal_float32(rng, out, scale)
+    return out
+
+
+def fill_normal_float32(rng: np.random.Generator, out: np.ndarray, scale: float = 1.0) -> None:
+    """Overwrite the C-contiguous float32 array ``out`` with samples of N(0, scale**2).
+
+    Works in steps of at most ``2 * _PAIRS_PER_STEP`` values with per-thread scratch, so no
+    temporary reaches the size at which malloc maps fresh pages for each call (threads that
+    TensorFlow starts, where Keras runs a PyDataset, fault those in every time).
+    """
+    if out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array, got {out.dtype} {out.flags}")
+    flat = out.reshape(-1)
+    table = _radius_table(float(scale))
+    for start in range(0, flat.size, 2 * _PAIRS_PER_STEP):
+        chunk = flat[start : start + 2 * _PAIRS_PER_STEP]
+        pairs = (chunk.size + 1) // 2
+        words = rng.bit_generator.random_raw((pairs + 1) // 2).view(np.uint32)[:pairs]
+        target = chunk if chunk.size % 2 == 0 else thread_scratch("odd normals", 2 * pairs, np.float32)
+        _box_muller(words, target[:pairs], target[pairs:], table)
+        if target is not chunk:
+            chunk[...] = target[: chunk.size]
+
+
+_PAIRS_PER_STEP = 1 << 14  # 64 KiB of random words per step
+_SCRATCH: dict[tuple[int, str, str], np.ndarray] = {}
+_MAX_SCRATCH = 256  # entries; past this the table is emptied (threads come and go)
+
+
+def thread_scratch(name: str, size: int, dtype: Any) -> np.ndarray:
+    """This OS thread's reusable array ``name`` of ``size`` elements of ``dtype``.
+
+    Keyed by the OS thread id, not a ``threading.local``: TensorFlow runs a PyDataset's
+    generator on its own threads under a Python thread state made afresh for each call,
+    which would empty a thread-local every batch. Only the thread itself uses its entry.
+    """
+    dtype = np.dtype(dtype)
+    key = (threading.get_ident(), name, dtype.name)
+    array = _SCRATCH.get(key)
+    if array is None or array.size < size:
+        if len(_SCRATCH) >= _MAX_SCRATCH:
+            _SCRATCH.clear()
+        array = np.empty(max(size, 2 * _PAIRS_PER_STEP), dtype=dtype)
+        _SCRATCH[key] = array
+    return array[:size]
+
+
+def _box_muller(words: np.ndarray, radius: np.ndarray, second: np.ndarray, table: np.ndarray) -> None:
+    """Turn 32-bit ``words`` into normals: ``radius`` gets r cos(a), ``second`` r sin(a)."""
+    bits = thread_scratch("normal bits", words.size, np.uint32)
+    # Indices of numpy's own index type: take would convert uint32 ones into a temporary.
+    index = thread_scratch("normal index", words.size, np.intp)
+    np.bitwise_and(words, _RADIUS_MASK, out=index, casting="safe")
+    np.take(table, index, out=radius, mode="clip")
     np.right_shift(words, np.uint32(_RADIUS_BITS), out=bits)
     bits &= _ANGLE_MASK
     bits <<= np.uint32(23 - _ANGLE_BITS)
@@ -63,4 +114,3 @@ def normal_float32(
     second.view(np.uint32)[...] |= words
     second *= radius
     np.multiply(radius, cosine, out=radius)
-    return out[:count].reshape(shape)
