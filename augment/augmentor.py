@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
@@ -115,9 +115,8 @@ class Augmentor:
         return f"Augmentor({list(self.transformations)!r})"
 
     # ---------------------------------------------------------------- applying
-    def __call__(
-        self, coords: Arrays, rng: np.random.Generator | int, vectors: Arrays = ()
-    ) -> tuple[Arrays, Arrays]:
+    def __call__(self, coords: Arrays, rng: np.random.Generator | int, vectors: Arrays = (), *,
+                 empty: Callable[..., np.ndarray] = np.empty) -> tuple[Arrays, Arrays]:
         """Augment one batch; returns ``(new_coords, new_vectors)``.
 
         Args:
@@ -127,6 +126,8 @@ class Augmentor:
             vectors: an array ``(B, ..., 3)`` or a list/tuple of them (normals): rotated,
                 under a negative scale flipped, under an anisotropic scale mapped by the
                 inverse scale; their lengths are kept; never jittered.
+            empty: ``empty(shape, dtype)`` gives the arrays results are written into (a
+                sequencer passes reused, aligned memory); ``np.empty`` by default.
 
         Each output has the structure of its input (array, list or tuple), the input's shape
         and dtype (integers become float64). Inputs are never modified.
@@ -138,7 +139,7 @@ class Augmentor:
             raise ValueError("coords must hold at least one array, got an empty sequence")
         batch = _batch_size(coord_arrays, vector_arrays)
 
-        points = [_Working(a) for a in coord_arrays]
+        points = [_Working(a, empty) for a in coord_arrays]
         point_map: np.ndarray | None = None
         vector_map: np.ndarray | None = None
         renormalise = False
@@ -165,7 +166,7 @@ class Augmentor:
 
         new_vectors = []
         for array in vector_arrays:
-            w = _Working(array)
+            w = _Working(array, empty)
             if vector_map is not None:
                 w.apply_linear(vector_map)
                 if renormalise:
@@ -182,7 +183,8 @@ def _compose(later: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:
 class _Working:
     """One array being augmented: a ``(B, P, 3)`` working view, copied on first write."""
 
-    def __init__(self, array: np.ndarray):
+    def __init__(self, array: np.ndarray, empty: Callable[..., np.ndarray] = np.empty):
+        self.empty = empty
         self.shape = array.shape
         self.dtype = array.dtype
         small_float = array.dtype.kind == "f" and array.dtype.itemsize <= 4
@@ -197,13 +199,13 @@ class _Working:
         values = self.values
         if values.dtype != self.work_dtype:
             values = values.astype(self.work_dtype)
-        self.values = np.matmul(values, transposed)
+        self.values = np.matmul(values, transposed, out=self.empty(values.shape, self.work_dtype))
         self.owned = True
 
     def writable(self) -> np.ndarray:
         """``values`` as a fresh contiguous array of the working dtype, to write into."""
         if not self.owned or not self.values.flags.c_contiguous:
-            self.values = np.array(self.values, dtype=self.work_dtype, order="C")
+            self.values = self._copy(self.values, self.work_dtype)
             self.owned = True
         return self.values
 
@@ -216,8 +218,16 @@ class _Working:
 
     def result(self) -> np.ndarray:
         out_dtype = self.dtype if self.dtype.kind == "f" else np.dtype(np.float64)
+        values = self.values.reshape(self.shape)
         # An array not written yet is still the caller's: copy it.
-        return self.values.reshape(self.shape).astype(out_dtype, copy=not self.owned)
+        if not self.owned or values.dtype != out_dtype:
+            return self._copy(values, out_dtype)
+        return values
+
+    def _copy(self, values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        out = self.empty(values.shape, dtype)
+        np.copyto(out, values, casting="unsafe")
+        return out
 
 
 def _as_generator(rng: Any) -> np.random.Generator:

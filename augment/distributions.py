@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pointseq.arguments import check_spec_keys, require_real
-from pointseq.augment.gaussian import normal_float32
+from pointseq.augment.gaussian import fill_normal_float32, normal_float32
 
 Size = int | tuple[int, ...]
 
@@ -21,6 +21,10 @@ class Distribution(ABC):
     @abstractmethod
     def sample(self, rng: np.random.Generator, size: Size, dtype: Any = np.float64) -> np.ndarray:
         """An array of shape ``size`` and type ``dtype`` (float32 or float64) of draws."""
+
+    def sample_into(self, rng: np.random.Generator, out: np.ndarray) -> None:
+        """Overwrite ``out`` (float32 or float64) with draws; the same values as `sample`."""
+        out[...] = self.sample(rng, out.shape, dtype=out.dtype)
 
     @abstractmethod
     def to_spec(self) -> dict[str, Any]:
@@ -84,6 +88,14 @@ class Normal(Distribution):
         if self.mean != 0.0:
             values += dtype.type(self.mean)
         return values
+
+    def sample_into(self, rng: np.random.Generator, out: np.ndarray) -> None:
+        if out.dtype != np.float32 or not out.flags.c_contiguous:
+            super().sample_into(rng, out)
+            return
+        fill_normal_float32(rng, out, self.stdev)
+        if self.mean != 0.0:
+            out += np.float32(self.mean)
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": "normal", "mean": self.mean, "stdev": self.stdev}

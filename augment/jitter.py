@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pointseq.arguments import check_spec_keys, pick_alias
+from pointseq.augment.gaussian import thread_scratch
 from pointseq.augment.distributions import Distribution, Normal, distribution_from_spec
 from pointseq.augment.transformation import PointwiseTransformation
 
@@ -55,11 +56,13 @@ class Jitter(PointwiseTransformation):
         if not values.flags.c_contiguous:
             raise ValueError("Jitter.add_offsets needs a C-contiguous array to write into")
         flat = values.reshape(-1)
-        # Blocks that stay in cache, and no full-size temporary: freeing one returns its pages
-        # to the OS and the next call pays to fault them in again.
+        # Blocks that stay in cache, drawn into this thread's reused scratch: a fresh noise
+        # array per block would be a fresh mapping whose pages fault in on every call.
+        scratch = thread_scratch("jitter noise", _BLOCK, values.dtype)
         for start in range(0, flat.size, _BLOCK):
             block = flat[start : start + _BLOCK]
-            noise = self.noise.sample(rng, block.size, dtype=values.dtype)
+            noise = scratch[: block.size]
+            self.noise.sample_into(rng, noise)
             if self.clip is not None:
                 np.clip(noise, -self.clip, self.clip, out=noise)
             block += noise

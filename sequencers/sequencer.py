@@ -8,6 +8,7 @@ import numpy as np
 
 from pointseq.augment import Augmentor
 from pointseq.sequencers.abstract_sequencer import AbstractSequencer
+from pointseq.sequencers.batch_buffers import BatchBuffers
 from pointseq.augment import as_augmentor
 from pointseq.sequencers.registry import register_sequencer
 from pointseq.sequencers.structure import (
@@ -54,6 +55,8 @@ class Sequencer(AbstractSequencer):
         self._X: Structure = None
         self._y: np.ndarray | None = None
         super().__init__(X, y, batch_size, **kwargs)
+        # Enough for the batches Keras' queue, its workers and tf.data's prefetch hold.
+        self._buffers = BatchBuffers(per_size=self.max_queue_size + 2 * self.workers + 8)
 
     def get_config(self) -> dict:
         config = super().get_config()
@@ -120,10 +123,10 @@ class Sequencer(AbstractSequencer):
 
     # ---------------------------------------------------------------- batches
     def extract_input_batch(self, indices: np.ndarray) -> Structure:
-        return take_rows(self._X, indices)
+        return take_rows(self._X, indices, self._buffers.empty)
 
     def extract_reference_batch(self, indices: np.ndarray) -> np.ndarray | None:
-        return None if self._y is None else np.take(self._y, indices, axis=0)
+        return None if self._y is None else take_rows(self._y, indices, self._buffers.empty)
 
     def augment(self, batch_x: Structure, rng: np.random.Generator) -> Structure:
         if self.augmentor is None:
@@ -133,7 +136,9 @@ class Sequencer(AbstractSequencer):
         coord_keys, vector_keys = self._input_roles(batch_x)
         coords = [_get(batch_x, k) for k in coord_keys]
         vectors = [_get(batch_x, k) for k in vector_keys]
-        new_coords, new_vectors = self.augmentor(coords, rng, vectors=vectors)
+        new_coords, new_vectors = self.augmentor(
+            coords, rng, vectors=vectors, empty=self._buffers.empty
+        )
         replaced = dict(zip(coord_keys + vector_keys, list(new_coords) + list(new_vectors)))
         return _replace(batch_x, replaced)
 

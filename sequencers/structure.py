@@ -70,6 +70,21 @@ def num_rows(data: Structure, name: str) -> int:
     return distinct.pop()
 
 
-def take_rows(data: Structure, indices: np.ndarray) -> Structure:
-    """Gather rows ``indices`` of every array (a new array, never a view of the caller's)."""
-    return map_structure(lambda a: np.take(a, indices, axis=0), data)
+def take_rows(
+    data: Structure, indices: np.ndarray, empty: Callable[..., np.ndarray] | None = None
+) -> Structure:
+    """Gather rows ``indices`` of every array (a new array, never a view of the caller's).
+
+    ``empty(shape, dtype)``, when given, supplies the arrays to gather into.
+    """
+    if empty is None:
+        return map_structure(lambda a: np.take(a, indices, axis=0), data)
+
+    def gather(array: np.ndarray) -> np.ndarray:
+        if len(indices) and not 0 <= indices.min() <= indices.max() < len(array):
+            raise IndexError(f"row indices must be in [0, {len(array)}), got {indices!r}")
+        out = empty((len(indices),) + array.shape[1:], array.dtype)
+        # mode="clip" (the range is checked above): mode="raise" gathers into a temporary.
+        return np.take(array, indices, axis=0, out=out, mode="clip")
+
+    return map_structure(gather, data)
