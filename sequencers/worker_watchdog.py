@@ -11,8 +11,12 @@ pool still runs, fails all of that pool's pending results with `WorkerProcessDie
 then re-raises it from ``fit`` (on TensorFlow wrapped in a ``tf.errors.OpError`` whose
 message names it). Workers that exit with code 0 (a pool closed between epochs) are normal.
 
+It also makes Keras' worker processes ignore SIGINT, so Ctrl-C stops ``fit`` in the main
+process instead of killing workers mid-task (which can leave the pool's shutdown waiting on
+a lock forever).
+
 It relies on private names: Keras' ``py_dataset_adapter._DATA_POOLS`` (the WeakSet of its
-pools) and ``multiprocessing.pool.Pool``'s ``_pool``, ``_state``, ``_cache`` and
+pools) and ``init_pool_generator`` (its pool initializer) and ``multiprocessing.pool.Pool``'s ``_pool``, ``_state``, ``_cache`` and
 ``ApplyResult._set``. Where they are missing it warns once and watches nothing.
 """
 
@@ -98,6 +102,26 @@ def _install_hook() -> None:
     pools = getattr(py_dataset_adapter, "_DATA_POOLS", None)
     if type(pools) is weakref.WeakSet:
         py_dataset_adapter._DATA_POOLS = _WatchedPools(pools)
+    initializer = getattr(py_dataset_adapter, "init_pool_generator", None)
+    if initializer is not None and not getattr(initializer, "ignores_sigint", False):
+        py_dataset_adapter.init_pool_generator = _ignoring_sigint(initializer)
+
+
+def _ignoring_sigint(initializer: Any) -> Any:
+    """Keras' pool initializer, run after making the worker ignore SIGINT.
+
+    Ctrl-C in a terminal sends SIGINT to the whole process group. A worker interrupted in
+    the middle of a task can die holding the pool's queue lock, and the main process then
+    waits on that lock forever while shutting the pool down. Only the main process should
+    react: it stops ``fit`` and terminates the pool, whose workers are still intact.
+    """
+
+    def initialize(*args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return initializer(*args, **kwargs)
+
+    initialize.ignores_sigint = True
+    return initialize
 
 
 def _record_workers(pool: Any) -> None:

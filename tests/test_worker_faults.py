@@ -167,3 +167,64 @@ def test_describe_exitcode():
     assert describe_exitcode(-9) == "killed by signal SIGKILL"
     assert describe_exitcode(-11) == "killed by signal SIGSEGV"
     assert describe_exitcode(3) == "exit code 3"
+
+
+_CTRL_C = """
+import os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras
+import numpy as np
+from pointseq.sequencers import Sequencer
+
+class Slow(Sequencer):
+    def getitem_training(self, idx):
+        time.sleep(0.02)
+        return super().getitem_training(idx)
+
+class Announce(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 3:
+            print("training", flush=True)
+
+rng = np.random.default_rng(0)
+seq = Slow(rng.normal(size=(400, 8, 3)).astype("float32"), rng.normal(size=(400, 1)).astype("float32"),
+           batch_size=4, seed=1, workers=2, use_multiprocessing=True)
+model = keras.Sequential([keras.Input((8, 3)), keras.layers.Flatten(), keras.layers.Dense(1)])
+model.compile("sgd", "mse")
+try:
+    model.fit(seq, epochs=100, shuffle=False, verbose=0, callbacks=[Announce()])
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_ctrl_c_to_the_process_group_ends_fit_with_worker_processes(attempt):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    child = subprocess.Popen([sys.executable, "-c", _CTRL_C], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        assert child.stdout.readline().strip() == "training"
+        os.killpg(child.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+        out, err = child.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.communicate()
+        pytest.fail("fit with worker processes hung after Ctrl-C")
+    assert child.returncode == 130, err[-2000:]
+    assert out.strip() == "interrupted"
+
+
+def _sigint_handler() -> int:
+    return int(signal.getsignal(signal.SIGINT))
+
+
+def test_keras_worker_processes_ignore_sigint_once_watched():
+    assert ensure_watchdog()
+    initializer = py_dataset_adapter.init_pool_generator
+    assert initializer.ignores_sigint
+    with multiprocessing.get_context("fork").Pool(1, initializer=initializer, initargs=([], None, None)) as pool:
+        assert pool.apply(_sigint_handler) == int(signal.SIG_IGN)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the main process still reacts
