@@ -41,7 +41,7 @@ class SparseGridPreProcessor:
     """Per-field hierarchical sparse grids: ``cell_size`` (metres) doubling over ``depth`` levels.
 
     ``max_rows``: rows per depth of the padded shadow batches; None lets the data decide
-    (`rows_for`). Cell features are the mean of the point features: first the point's height
+    (`padded_rows`). Cell features are the mean of the point features: first the point's height
     above the field's 1st-percentile z (metres), then the cloud's own features, if any.
     Cell labels are the majority of the field's point labels (`Fields.labels`).
     """
@@ -100,13 +100,17 @@ class SparseGridPreProcessor:
                                  cell_size=self.cell_size, depth=self.depth)
 
 
-def rows_for(grids: Sequence[SparseGrid], num_points: int, headroom: float = 1.25) -> tuple[int, ...]:
-    """Padded rows per depth for a data set of ``grids``: the largest grid's cells plus
+def largest_cells(grids: Sequence[SparseGrid]) -> tuple[int, ...]:
+    """The most cells any of ``grids`` holds, per depth."""
+    return tuple(int(r) for r in np.max([[g.num_cells(t) for t in range(g.depth)] for g in grids], axis=0))
+
+
+def padded_rows(needed: Sequence[int], num_points: int, headroom: float = 1.25) -> tuple[int, ...]:
+    """Padded rows per depth for a data set whose largest grids hold ``needed`` cells: plus
     ``headroom`` (fields seen later, at prediction, may hold a few more cells), never more
     than ``num_points`` (a field of P points has at most P cells at any depth)."""
     num_points = require_int("num_points", num_points, 1)
-    needed = np.max([[g.num_cells(t) for t in range(g.depth)] for g in grids], axis=0)
-    return tuple(int(r) for r in np.minimum(np.ceil(needed * headroom), num_points))
+    return tuple(int(min(np.ceil(r * headroom), num_points)) for r in needed)
 
 
 def _level(field: np.ndarray, coords: np.ndarray, dims: np.ndarray) -> dict:
