@@ -8,18 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from pointseq.arguments import require_bool, require_int, without_comment_keys
+from pointseq.arguments import require_bool, require_int
 from pointseq.offline import format as fmt
-from pointseq.offline.build import build_cache, expected_fingerprint
+from pointseq.offline.build import build_cache, expected_fingerprint, pcloud_source
 from pointseq.offline.chunk_cache import ChunkCache
 from pointseq.offline.errors import storage_error
 from pointseq.offline.order import VisitOrder, visit_order
+from pointseq.offline.grid_source import GridSource
 from pointseq.offline.pointcloud_source import PointCloudSource
 from pointseq.offline.reader import CacheReader
 from pointseq.pointclouds.classes import ClassMap
 from pointseq.sequencers.abstract_sequencer import AbstractSequencer
 from pointseq.sequencers.batch_plan import BatchPlan
-from pointseq.sequencers.sequencer import Sequencer
 from pointseq.sequencers.keyed_cache import KeyedCache
 from pointseq.sequencers.load_clock import LoadClock
 from pointseq.sequencers.registry import build_sequencer, register_sequencer
@@ -45,7 +45,9 @@ class OfflineSequencer(AbstractSequencer):
         chunk_randomization: visit the chunks in a new keyed order every pass after the first.
         batch_randomization: likewise for the batches inside a chunk.
         offline_pcloud: ``{"paths": [...], "sampler": {...}, "label": dim, "classes": {...},
-            "features": [...]}``: point-cloud files cut into fields and appended to the cache.
+            "features": [...]}``: point-cloud files cut into fields and appended to the cache;
+            with a `SparseShadowSequencer` backbone also ``"grid": {"type":
+            "SparseGridPreProcessor", "cell_size", "depth"}`` (one sparse grid per field).
         disable_offline_storage_writing: never build; a missing cache is an error.
         compression: None, "none", "lzf" or "gzip".
         force_rebuild: rebuild the cache even when a valid one exists.
@@ -68,7 +70,7 @@ class OfflineSequencer(AbstractSequencer):
         chunk_size: int = 8,
         chunk_randomization: bool = False,
         batch_randomization: bool = False,
-        offline_pcloud: dict | PointCloudSource | None = None,
+        offline_pcloud: dict | PointCloudSource | GridSource | None = None,
         disable_offline_storage_writing: bool = False,
         compression: str | None = None,
         force_rebuild: bool = False,
@@ -106,13 +108,7 @@ class OfflineSequencer(AbstractSequencer):
         self.compression = fmt.normalize_compression(compression)
         self.disable_offline_storage_writing = require_bool("disable_offline_storage_writing",
                                                             disable_offline_storage_writing)
-        self.offline_pcloud = (None if offline_pcloud is None
-                               else PointCloudSource.from_spec(without_comment_keys(offline_pcloud)))
-        if self.offline_pcloud is not None and not isinstance(backbone, Sequencer):
-            raise TypeError(
-                "offline_pcloud cuts point-cloud files into dense receptive fields, which only a "
-                f"Sequencer backbone takes; got a {type(backbone).__name__} backbone"
-            )
+        self.offline_pcloud = None if offline_pcloud is None else pcloud_source(backbone, offline_pcloud)
         self.max_resident_chunks = require_int("max_resident_chunks", max_resident_chunks, 1)
         self._reader: CacheReader | None = None
         self._limit: tuple[int, int] | None = None  # (samples, batches) of a subsample view

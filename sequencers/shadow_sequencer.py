@@ -123,7 +123,8 @@ class SparseShadowSequencer(AbstractSequencer):
 
     Args:
         grids: a list of `SparseGrid` (one per sample), all with the same depth, the same
-            feature width and all with labels or all without.
+            feature width and all with labels or all without; None for a backbone whose
+            samples all come from point-cloud files (``OfflineSequencer(offline_pcloud=...)``).
         y: must be None: labels live in the grids.
         batch_size: grids per batch.
         max_rows: rows per element at each depth; default: the dataset's maximum. Pass the
@@ -152,7 +153,8 @@ class SparseShadowSequencer(AbstractSequencer):
         self.augmentor = as_augmentor(augmentor)
         self._max_rows_arg = None if max_rows is None else tuple(max_rows)
         self._grids: list[SparseGrid] = []
-        self.max_rows: tuple[int, ...] = ()
+        # Without grids (an offline cache of point-cloud files only) the rows are the argument's.
+        self.max_rows: tuple[int, ...] = self._max_rows_arg or ()
         super().__init__(grids, y, batch_size, **kwargs)
 
     # ---------------------------------------------------------------- config and data

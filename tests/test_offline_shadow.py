@@ -71,10 +71,10 @@ def test_post_process_output_follows_the_predict_order(tmp_path):
     assert all(e.min() == 1.0 for e in per_element)  # no padded row slipped in
 
 
-def test_point_cloud_files_need_a_dense_backbone(tmp_path):
+def test_point_cloud_files_need_a_sampler_backbone(tmp_path):
     np.save(tmp_path / "cloud.npy", np.random.default_rng(0).uniform(size=(100, 3)))
     spec = {"paths": [str(tmp_path / "cloud.npy")], "sampler": {"type": "ReceptiveFieldSampler", "num_points": 16}}
     backbone = SparseShadowSequencer(grids(), batch_size=4)
-    with pytest.raises(TypeError, match="only a Sequencer backbone takes; got a SparseShadowSequencer backbone"):
+    with pytest.raises(ValueError, match="a SparseShadowSequencer backbone must be a dict with 'paths', 'sampler'"):
         OfflineSequencer(backbone, tmp_path / "x.h5", offline_pcloud=spec, progress=False)
     assert not (tmp_path / "x.h5").exists()

@@ -1,0 +1,167 @@
+"""Point-cloud files as sparse-grid samples of a cache (``offline_pcloud`` with a shadow backbone).
+
+Each file is read, cut into covering receptive fields and turned into one hierarchical
+sparse grid per field (`SparseGridPreProcessor`), then into shadow batches; one file is in
+memory at a time. File checks, label mapping and features come from a `PointCloudSource`
+(composition: the same checks and class map as the dense path). The padded row counts of
+the batches are fixed before writing: the backbone's when it holds grids of its own, else
+the pre-processor's ``max_rows``, else found by a first pass over the files (`padded_rows`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.pointclouds.field_grids import SparseGridPreProcessor, largest_cells, padded_rows
+from pointseq.pointclouds.reading import FORMAT_DEFAULT
+from pointseq.pointclouds.receptive_field import ReceptiveFieldSampler
+from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, sampler_from_spec
+from pointseq.pointclouds.sparse_grid import SparseGrid
+from pointseq.sequencers.seeding import field_rng
+from pointseq.sequencers.shadow_sequencer import assemble_shadow_batch, assemble_shadow_labels
+
+SPEC_KEYS = ("paths", "sampler", "grid", "label", "label_column", "classes", "features", "use_features", "seed")
+
+
+class GridSource:
+    """Files cut into covering fields, each field a `SparseGrid`; batches as `SparseShadowSequencer` makes them.
+
+    A batch is ``(x,)`` for files without labels, else ``(x, labels, sample_weight)``; ignored
+    points take the label ``num_classes`` (the recipe loss's ``ignore_label``).
+    """
+
+    def __init__(self, paths: list[str], sampler: CoveringFieldSampler | dict,
+                 grid: SparseGridPreProcessor | dict, *, label: Any = FORMAT_DEFAULT,
+                 classes: dict | None = None, features: list | None = None, use_features: bool = True,
+                 seed: int = 0) -> None:
+        self.sampler = sampler if isinstance(sampler, CoveringFieldSampler) else sampler_from_spec(sampler)
+        self.grid = SparseGridPreProcessor.from_spec(grid)
+        # The files' checks, class map and features; its own sampler is never used.
+        self.files = PointCloudSource(paths, ReceptiveFieldSampler(self.sampler.num_points), label=label,
+                                      classes=classes, features=features, use_features=use_features)
+        self.seed = int(seed)
+        self.max_rows: tuple[int, ...] | None = self.grid.max_rows
+        self._fields: list[int] | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Any) -> "GridSource":
+        """From ``{"paths", "sampler" (covering sampler spec), "grid" (pre-processor spec),
+        "label", "classes", "features", "use_features", "seed"}``."""
+        if isinstance(spec, GridSource):
+            return spec
+        if not isinstance(spec, dict) or not {"paths", "sampler", "grid"} <= set(spec):
+            raise ValueError(
+                "offline_pcloud for a SparseShadowSequencer backbone must be a dict with 'paths', 'sampler' "
+                "(e.g. {'type': 'CoveringFieldSampler', ...}) and 'grid' (e.g. {'type': "
+                "'SparseGridPreProcessor', 'cell_size': 0.5, 'depth': 4}), got " + repr(spec))
+        unknown = sorted(k for k in spec if k not in SPEC_KEYS and not str(k).startswith("_"))
+        if unknown:
+            raise ValueError(f"offline_pcloud has unknown keys {unknown}; valid keys: {', '.join(SPEC_KEYS)}")
+        if "label" in spec and "label_column" in spec:
+            raise ValueError("offline_pcloud: give 'label' or its alias 'label_column', not both")
+        label = spec.get("label", spec.get("label_column", FORMAT_DEFAULT))
+        return cls(spec["paths"], spec["sampler"], spec["grid"], label=label, classes=spec.get("classes"),
+                   features=spec.get("features"), use_features=spec.get("use_features", True),
+                   seed=spec.get("seed", 0))
+
+    @property
+    def paths(self) -> list[str]:
+        return self.files.paths
+
+    def get_config(self) -> dict:
+        """The spec (what the fingerprint covers, with the files' bytes)."""
+        config = self.files.get_config()
+        config.update(sampler=self.sampler.get_config(), grid=self.grid.get_config(), seed=self.seed)
+        return config
+
+    def digest(self) -> str:
+        return self.files.digest()
+
+    def use_rows_of(self, backbone: Any) -> None:
+        """Pad like ``backbone`` when it holds grids of its own (both go into one cache)."""
+        if backbone.num_samples:
+            if self.grid.max_rows is not None and tuple(self.grid.max_rows) != tuple(backbone.max_rows):
+                raise ValueError(f"grid max_rows {list(self.grid.max_rows)} differ from the backbone's "
+                                 f"{list(backbone.max_rows)}: give one value to both")
+            self.max_rows = tuple(backbone.max_rows)
+
+    def cache_config(self, progress: Callable[[str], None] | None = None) -> dict:
+        """The spec plus the class map, feature normalisation and padded rows, stored in the cache."""
+        config = self.files.cache_config(progress)
+        self.scan(progress)
+        config.update(sampler=self.sampler.get_config(), grid=self.grid.get_config(), seed=self.seed,
+                      max_rows=list(self.max_rows))
+        return config
+
+    # -- pass 1 ---------------------------------------------------------------------------
+    def scan(self, progress: Callable[[str], None] | None = None) -> None:
+        """Check the files, count their fields and fix the padded rows (the largest grids)."""
+        if self._fields is not None:
+            return
+        self.files.scan(progress)
+        counts, largest = [], []
+        for index in range(len(self.paths)):
+            grids = self.file_grids(index)
+            counts.append(len(grids))
+            largest.append(largest_cells(grids))
+        needed = tuple(int(r) for r in np.max(largest, axis=0))
+        if self.max_rows is None:
+            self.max_rows = padded_rows(needed, self.sampler.num_points)
+        short = [t for t in range(self.grid.depth) if self.max_rows[t] < needed[t]]
+        if short:
+            raise ValueError(f"max_rows {list(self.max_rows)} is smaller than the files' largest grids "
+                             f"{list(needed)} at depth(s) {short}: raise max_rows")
+        self._fields = counts
+
+    def num_samples(self) -> int:
+        """How many fields (grids) all files give (scans the files once)."""
+        self.scan()
+        return sum(self._fields)
+
+    # -- pass 2 ---------------------------------------------------------------------------
+    def file_fields(self, index: int) -> tuple[np.ndarray, Fields, np.ndarray | None]:
+        """``(points, fields, features)`` of file ``index``: absolute float64 points, its
+        covering fields (labels: class ids, ignored points ``num_classes``) and point features."""
+        cloud = self.files._read(index)
+        labels = None
+        if cloud.labels is not None:
+            class_map = self.files.class_map
+            ids, weights = class_map.to_ids(cloud.labels, source=f"point-cloud file {cloud.path!r}")
+            labels = np.where(weights > 0, ids, class_map.num_classes)
+        fields = self.sampler(cloud.points, field_rng(self.seed, index), labels=labels)
+        return cloud.points, fields, self.files.features(cloud)
+
+    def file_grids(self, index: int) -> list[SparseGrid]:
+        points, fields, features = self.file_fields(index)
+        return self.grid(points, fields, features)
+
+    def batches(self, batch_size: int, drop_last: bool, start: int = 0,
+                progress: Callable[[str], None] | None = None) -> Iterator[tuple]:
+        """Batches of ``batch_size`` grids in file order from batch ``start``, one file in memory."""
+        self.scan()
+        skip = start * batch_size
+        held: list[SparseGrid] = []
+        for index, count in enumerate(self._fields):
+            if skip >= count:
+                skip -= count
+                continue
+            held += self.file_grids(index)[skip:]
+            skip = 0
+            if progress is not None:
+                progress(f"cut {self.paths[index]} into {count} grids")
+            full = len(held) // batch_size * batch_size
+            for first in range(0, full, batch_size):
+                yield self._batch(held[first:first + batch_size])
+            held = held[full:]
+        if held and not drop_last:
+            yield self._batch(held)
+
+    def _batch(self, grids: list[SparseGrid]) -> tuple:
+        x = assemble_shadow_batch(grids, self.max_rows)
+        if grids[0].labels is None:
+            return (x,)
+        return (x, *assemble_shadow_labels(grids, self.max_rows))
+

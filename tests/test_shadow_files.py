@@ -1,0 +1,159 @@
+"""The sparse shadow path from point-cloud files: per-field grids, the grid cache, train and predict."""
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import make_deterministic
+from pointseq.cli.recipe import compile_for_recipe
+from pointseq.cli.shadow_pipeline import build_shadow_model, predict_cloud, shadow_shapes, shadow_training_spec
+from pointseq.cli.synthetic_tiles import make_tiles
+from pointseq.offline import OfflineSequencer, OfflineStorageError
+from pointseq.offline.grid_source import GridSource
+from pointseq.pointclouds import CoveringFieldSampler, build_sparse_grid, classification_metrics
+from pointseq.pointclouds.field_grids import SparseGridPreProcessor
+from pointseq.sequencers import EpochSync, SparseShadowSequencer, build_sequencer
+
+laspy = pytest.importorskip("laspy")
+
+SAMPLER = {"type": "CoveringFieldSampler", "num_points": 128,
+           "neighborhood": {"type": "rectangular2d", "radius": 5.0, "separation_factor": 1.0}}
+GRID = {"type": "SparseGridPreProcessor", "cell_size": 1.0, "depth": 3, "_note": "comments are ignored"}
+CLASSES = {"codes": [2, 5, 6], "names": ["ground", "vegetation", "building"], "ignore": [7]}
+
+
+def write_tiles(folder, count, seed, size=30.0):
+    paths = []
+    for i, tile in enumerate(make_tiles(count, seed=seed, size=size, density=2.0)):
+        las = laspy.create(point_format=1, file_version="1.2")
+        las.header.offsets = tile["xyz"].min(axis=0)
+        las.header.scales = [0.001] * 3
+        las.x, las.y, las.z = tile["xyz"].T
+        for key in ("classification", "intensity", "return_number", "number_of_returns"):
+            setattr(las, key, tile[key])
+        paths.append(str(folder / f"tile{seed}_{i}.las"))
+        las.write(paths[-1])
+    return paths
+
+
+def files_spec(paths, grid=GRID):
+    return {"paths": paths, "sampler": SAMPLER, "grid": grid, "classes": CLASSES,
+            "features": ["intensity", "return_number", "number_of_returns"]}
+
+
+def test_field_grids_equal_one_grid_per_field_and_specs_are_checked():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 20, (600, 3))
+    fields = CoveringFieldSampler(64, {"type": "sphere", "radius": 4.0})(points)
+    pre = SparseGridPreProcessor.from_spec({"type": "HierarchicalSparseGridPreProcessor", "cell_size": 0.8,
+                                            "depth": 3, "_c": 1})
+    grids = pre(points, fields, points[:, :1])
+    assert len(grids) == len(fields)
+    for f in (0, len(fields) - 1):
+        relative = points[fields.indices[f]] - fields.centres[f]
+        height = relative[:, 2] - np.percentile(relative[:, 2], 1.0)
+        alone = build_sparse_grid(relative, np.column_stack([height, points[fields.indices[f], :1]]),
+                                  cell_size=0.8, depth=3)
+        for name in ("keys", "cell_coords", "centres", "parent", "children_ptr"):
+            for a, b in zip(getattr(grids[f], name), getattr(alone, name)):
+                np.testing.assert_array_equal(a, b, err_msg=name)
+        np.testing.assert_array_equal(grids[f].point_to_cell, alone.point_to_cell)
+        np.testing.assert_allclose(grids[f].features, alone.features, rtol=1e-6)
+    with pytest.raises(TypeError, match=r"unknown key\(s\) \['cellsize'\]"):
+        SparseGridPreProcessor.from_spec({"type": "SparseGridPreProcessor", "cellsize": 1, "depth": 2})
+    with pytest.raises(ValueError, match="type must be one of"):
+        SparseGridPreProcessor.from_spec({"type": "Grid", "cell_size": 1, "depth": 2})
+    with pytest.raises(ValueError, match=r"max_rows must be a list of 2 row counts"):
+        SparseGridPreProcessor(1.0, 2, max_rows=[5])
+
+
+def test_cells_relative_to_the_field_centre_keep_float64_precision():
+    rng = np.random.default_rng(1)
+    offset = np.array([5e6, 5e6, 300.0])
+    points = offset + rng.uniform(0, 10, (400, 3))
+    fields = CoveringFieldSampler(64, {"type": "cylinder", "radius": 3.0})(points)
+    grids = SparseGridPreProcessor(0.1, 2)(points, fields)
+    for f in range(len(fields)):
+        truth = points[fields.indices[f]] - fields.centres[f]  # float64 throughout
+        cells = np.floor((truth - truth.min(axis=0)) / 0.1).astype(np.int64)
+        np.testing.assert_array_equal(grids[f].cell_coords[0][grids[f].point_to_cell], cells)
+        centre = truth.min(axis=0) + (cells + 0.5) * 0.1
+        np.testing.assert_allclose(grids[f].centres[0][grids[f].point_to_cell], centre, atol=1e-5)
+    # The same cells from float32 absolute coordinates are wrong at this offset.
+    naive = points.astype(np.float32)[fields.indices[0]] - fields.centres[0].astype(np.float32)
+    naive_cells = np.floor((naive - naive.min(axis=0)) / np.float32(0.1))
+    truth = points[fields.indices[0]] - fields.centres[0]
+    assert np.any(naive_cells != np.floor((truth - truth.min(axis=0)) / 0.1))
+
+
+def test_grid_cache_from_las_files_reopens_and_equals_an_in_memory_build(tmp_path):
+    paths = write_tiles(tmp_path, 2, seed=0)
+    spec, path = files_spec(paths), tmp_path / "grids.h5"
+    seq = OfflineSequencer(SparseShadowSequencer(batch_size=4, seed=0), path, offline_pcloud=spec, chunk_size=2,
+                           progress=False)
+    source = GridSource.from_spec(spec)
+    source.scan()
+    grids = [g for i in range(len(paths)) for g in source.file_grids(i)]
+    memory = SparseShadowSequencer(grids, batch_size=4, max_rows=list(source.max_rows), shuffle=False)
+    assert source.max_rows[0] <= 128 and len(seq) == len(memory) == -(-len(grids) // 4)
+    for i in range(len(seq)):
+        (x, y, sw), (mx, my, msw) = seq[i], memory[i]
+        assert set(x) == set(mx)
+        for key in mx:
+            np.testing.assert_array_equal(x[key], mx[key], err_msg=key)
+        np.testing.assert_array_equal(y, my)
+        np.testing.assert_array_equal(sw, msw)
+    assert set(np.unique(memory[0][1])) <= {0, 1, 2, 3}  # 3: ignored (noise) cells
+    stamp = path.stat().st_mtime_ns
+    again = OfflineSequencer(SparseShadowSequencer(batch_size=4, seed=0), path, offline_pcloud=spec, chunk_size=2,
+                             disable_offline_storage_writing=True, progress=False)
+    assert path.stat().st_mtime_ns == stamp and len(again) == len(seq)
+    other = files_spec(paths, {**GRID, "cell_size": 0.5})
+    with pytest.raises(OfflineStorageError, match="rebuild"):
+        OfflineSequencer(SparseShadowSequencer(batch_size=4, seed=0), path, offline_pcloud=other, chunk_size=2,
+                         disable_offline_storage_writing=True, progress=False)
+
+
+def test_grid_files_need_a_grid_spec_and_a_grid_backbone(tmp_path):
+    paths = write_tiles(tmp_path, 1, seed=2)
+    spec = files_spec(paths)
+    del spec["grid"]
+    with pytest.raises(ValueError, match="must be a dict with 'paths', 'sampler'.*and 'grid'"):
+        OfflineSequencer(SparseShadowSequencer(batch_size=4), tmp_path / "x.h5", offline_pcloud=spec, progress=False)
+    with pytest.raises(ValueError, match=r"unknown keys \['grids'\]"):
+        OfflineSequencer(SparseShadowSequencer(batch_size=4), tmp_path / "x.h5",
+                         offline_pcloud={**files_spec(paths), "grids": GRID}, progress=False)
+    with pytest.raises(ValueError, match=r"max_rows \[2, 2, 2\] is smaller than the files' largest grids"):
+        OfflineSequencer(SparseShadowSequencer(batch_size=4), tmp_path / "x.h5",
+                         offline_pcloud=files_spec(paths, {**GRID, "max_rows": [2, 2, 2]}), progress=False)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_train_from_grid_cache_then_predict_every_point_of_a_held_out_tile(tmp_path):
+    make_deterministic(0)
+    train = write_tiles(tmp_path, 3, seed=0)
+    held = write_tiles(tmp_path, 1, seed=7)[0]
+    files = {k: v for k, v in files_spec(train).items() if k != "grid"}
+    spec = shadow_training_spec(files,
+                                {"type": "shadow", "width": 16, "cell_size": 1.0, "depth": 3},
+                                tmp_path / "train.h5", batch_size=8)
+    seq = build_sequencer({**spec, "progress": False})
+    shapes = shadow_shapes(seq)
+    labels = np.concatenate([seq[i][1][seq[i][2] > 0] for i in range(len(seq))])
+    model = build_shadow_model(shapes["num_features"], 3, shapes["max_rows"], width=16)
+    compile_for_recipe(model, labels, total_steps=6 * len(seq), learning_rate=1e-2)
+    model.fit(seq, epochs=6, verbose=0, callbacks=[EpochSync(seq)])
+
+    source = GridSource.from_spec({**spec["offline_pcloud"], "paths": [held]})
+    source.files.scan()  # the class map and features; no padded rows needed
+    points, fields, features = source.file_fields(0)
+    probabilities = predict_cloud(model, points, fields, features, source.grid, shapes["max_rows"],
+                                  batch_size=8, fields_per_block=5)
+    assert probabilities.shape == (len(points), 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)  # every point predicted
+    codes = laspy.read(held).classification
+    reference = np.select([codes == 2, codes == 5, codes == 6], [0, 1, 2], 3)
+    keep = reference < 3
+    scores = classification_metrics(reference[keep], probabilities.argmax(axis=1)[keep], 3)
+    majority = np.bincount(reference[keep]).max() / keep.sum() / 3  # mIoU of "all majority class"
+    assert scores.mean_iou > majority + 0.25, (scores.mean_iou, majority)
