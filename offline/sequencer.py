@@ -102,8 +102,8 @@ class OfflineSequencer(AbstractSequencer):
         if isinstance(offline_storage, bytes) or not isinstance(offline_storage, (str, os.PathLike)):
             raise TypeError(f"offline_storage must be a file path, got {offline_storage!r}")
         if not os.fspath(offline_storage) or (os.path.isdir(offline_storage) and not _has_manifest(offline_storage)):
-            raise ValueError(f"offline_storage must be the path of a cache file or of a sharded cache, got {offline_storage!r}"
-                             + (" (a directory without manifest.json)" if os.fspath(offline_storage) else " (empty)"))
+            raise ValueError(f"offline_storage must be the path of a cache file, got {offline_storage!r}" + (
+                " (a directory without manifest.json: not a sharded cache)" if os.fspath(offline_storage) else " (empty)"))
         self.backbone = backbone
         self.offline_storage = os.fspath(offline_storage)
         self.chunk_size = fmt.check_chunk_size(chunk_size)
