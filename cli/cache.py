@@ -30,6 +30,8 @@ from pointseq.offline import format as fmt
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.offline.reader import CacheReader
+from pointseq.offline.sharded_reader import is_sharded_cache
+from pointseq.cli.dask_cluster import dask_client, wants_cluster
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
 
 OFFLINE_TYPES = ("offlinesequencer", "dlofflinesequencer")
@@ -52,6 +54,10 @@ def load_build_spec(path: str) -> tuple[dict, Any, Any]:
 
 def run_build(args: argparse.Namespace) -> int:
     seq, X, y = load_build_spec(args.spec)
+    if wants_cluster(args):
+        return run_sharded_build(args, seq, X, y)
+    if args.shards is not None:
+        raise UsageError(f"--shards {args.shards} needs --workers or --scheduler (a sharded build)")
     from pointseq.offline.sequencer import OfflineSequencer
 
     seq.pop("type")
@@ -69,6 +75,38 @@ def run_build(args: argparse.Namespace) -> int:
     sequencer.close()
     print(f"{seq['offline_storage']}: {header.num_batches} batches, {header.num_samples} samples, "
           f"{header.num_chunks} chunks")
+    return 0
+
+
+def run_sharded_build(args: argparse.Namespace, seq: dict, X: Any, y: Any) -> int:
+    """Build the shards of ``offline_storage`` (a folder) on a Dask cluster, then its manifest."""
+    from pointseq.offline.sharded_build import build_sharded
+    from pointseq.sequencers.registry import build_sequencer
+
+    if args.shards is not None and args.shards < 1:
+        raise UsageError(f"--shards must be >= 1, got {args.shards}")
+    backbone = seq.get("backbone")
+    if not isinstance(backbone, dict):
+        raise UsageError(f"sequencer.backbone must be a spec object, got {backbone!r}")
+    options = {k: seq.get(k, default) for k, default in (("chunk_size", 8), ("chunk_randomization", False),
+                                                          ("batch_randomization", False), ("compression", None))}
+    with inputs_as_usage_errors("sequencer"):
+        backbone = build_sequencer({"type": "Sequencer", **backbone}, X, y)
+        options["compression"] = fmt.normalize_compression(options["compression"])
+        fmt.check_chunk_size(options["chunk_size"])
+    with dask_client(args.workers, args.scheduler) as client:
+        try:
+            with inputs_as_usage_errors("sequencer"):
+                manifest = build_sharded(
+                    client, backbone, seq["offline_storage"], chunk_size=options["chunk_size"],
+                    compression=options["compression"], offline_pcloud=seq.get("offline_pcloud"),
+                    shards=args.shards, force=args.force or seq.get("force_rebuild", False), progress=not args.quiet,
+                    extra_config={"offline_sequencer": {"offline_storage": seq["offline_storage"], **options}})
+        except OfflineStorageError as exc:
+            print(f"pointseq cache build: {exc}", file=sys.stderr)
+            return 1
+    print(f"{seq['offline_storage']}: {manifest.num_batches} batches, {manifest.num_samples} samples, "
+          f"{manifest.num_chunks} chunks in {len(manifest.shards)} shards")
     return 0
 
 
@@ -110,9 +148,31 @@ def cache_info(path: str) -> dict:
     }
 
 
+def sharded_cache_info(path: str) -> dict:
+    """`cache_info` of a sharded cache: the manifest's counts, elements summed over shards, each shard."""
+    from pointseq.offline.sharded_reader import ShardedReader
+
+    reader = ShardedReader(path)
+    m = reader.manifest
+    shards = [cache_info(reader.shard_path(s)) for s in m.shards]
+    elements = [dict(e) for e in shards[0]["elements"]]
+    for e, parts in zip(elements, zip(*(info["elements"] for info in shards))):
+        for key in ("rows", "bytes", "stored_bytes"):
+            e[key] = sum(p[key] for p in parts)
+    return {
+        "file": path, "file_bytes": sum(info["file_bytes"] for info in shards), "format": fmt.FORMAT_NAME,
+        "format_version": fmt.FORMAT_VERSION, "batch_size": m.batch_size, "chunk_size": m.chunk_size,
+        "num_batches": m.num_batches, "num_samples": m.num_samples, "num_chunks": m.num_chunks,
+        "fingerprint": m.fingerprint, "elements": elements, "config": m.config,
+        "shards": [{"file": s.file, "first_chunk": s.first_chunk, "num_chunks": s.num_chunks,
+                    "num_batches": s.num_batches, "num_samples": s.num_samples, "file_bytes": info["file_bytes"]}
+                   for s, info in zip(m.shards, shards)],
+    }
+
+
 def run_info(args: argparse.Namespace) -> int:
     try:
-        info = cache_info(args.file)
+        info = sharded_cache_info(args.file) if is_sharded_cache(args.file) else cache_info(args.file)
     except OfflineStorageError as exc:
         print(f"pointseq cache info: {exc}", file=sys.stderr)
         return 1
@@ -130,16 +190,35 @@ def run_info(args: argparse.Namespace) -> int:
     for e in info["elements"]:
         print(f"  {e['name']:<24} {e['dataset']:<4} {e['dtype']:<8} rows {e['rows']} x {tuple(e['row_shape'])}  "
               f"{e['bytes']} bytes ({e['stored_bytes']} stored, compression {e['compression']})")
+    for shard in info.get("shards", []):
+        print(f"  shard {shard['file']}: chunks {shard['first_chunk']}-{shard['first_chunk'] + shard['num_chunks'] - 1}, "
+              f"{shard['num_batches']} batches, {shard['num_samples']} samples, {shard['file_bytes']} bytes")
     print("  config " + json.dumps(info["config"], sort_keys=True))
     return 0
 
 
+def _verify_sharded(args: argparse.Namespace) -> tuple[list[str], Any]:
+    from pointseq.offline.sharded_build import verify_sharded
+    from pointseq.offline.sharded_reader import ShardedReader
+
+    header = ShardedReader(args.file).header
+    if not wants_cluster(args):
+        return verify_sharded(args.file), header
+    with dask_client(args.workers, args.scheduler) as client:
+        return verify_sharded(args.file, client), header
+
+
 def run_verify(args: argparse.Namespace) -> int:
     try:
-        reader = _open(args.file)
-        faults = reader.verify()
-        header = reader.header
-        reader.close()
+        if is_sharded_cache(args.file):
+            faults, header = _verify_sharded(args)
+        else:
+            if wants_cluster(args):
+                raise UsageError(f"{args.file!r} is a single cache file: verify it without --workers/--scheduler")
+            reader = _open(args.file)
+            faults = reader.verify()
+            header = reader.header
+            reader.close()
     except OfflineStorageError as exc:
         faults, header = [str(exc)], None
     if faults:

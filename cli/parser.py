@@ -23,6 +23,14 @@ def _demo(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run="pointseq.cli.demo:run")
 
 
+def _cluster_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N`` (a local Dask cluster) or ``--scheduler ADDRESS`` (an existing one)."""
+    parser.add_argument("--workers", type=int, default=None,
+                        help=f"{what} on a local Dask cluster of N worker processes (pointseq[distributed])")
+    parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help=f"{what} on an existing Dask cluster, e.g. tcp://10.0.0.1:8786")
+
+
 def _cache(commands: argparse._SubParsersAction) -> None:
     cache = commands.add_parser("cache", help="build, inspect and verify offline cache files")
     actions = cache.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
@@ -30,6 +38,9 @@ def _cache(commands: argparse._SubParsersAction) -> None:
     build.add_argument("spec", help="JSON spec: {'sequencer': {...}, 'data': {'X': ..., 'y': ...}}")
     build.add_argument("--force", action="store_true", help="rebuild even when a valid cache exists")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cluster_flags(build, "build a sharded cache (offline_storage names its folder)")
+    build.add_argument("--shards", type=int, default=None,
+                       help="shard files of a sharded build (default: one per worker)")
     build.set_defaults(run="pointseq.cli.cache:run_build")
     info = actions.add_parser("info", help="counts, shapes, dtypes, sizes and config of a cache")
     info.add_argument("file")
@@ -37,6 +48,7 @@ def _cache(commands: argparse._SubParsersAction) -> None:
     info.set_defaults(run="pointseq.cli.cache:run_info")
     verify = actions.add_parser("verify", help="read every chunk and check checksums and offsets")
     verify.add_argument("file")
+    _cluster_flags(verify, "verify the shards of a sharded cache")
     verify.set_defaults(run="pointseq.cli.cache:run_verify")
 
 

@@ -116,6 +116,19 @@ def _sources(backbone: Any, pcloud: PointCloudSource | GridSource | None, progre
     return sources
 
 
+def stored_config(backbone: Any, chunk_size: int, compression: str | None, pcloud: PointCloudSource | None,
+                  progress: bool, extra_config: dict | None) -> dict:
+    """The config a cache file stores: the backbone's, the cache options, the files' class map."""
+    return {
+        "backbone": backbone.get_config(),
+        "chunk_size": chunk_size,
+        "compression": compression,
+        # checks every file before the temp file exists: a usage error leaves nothing behind
+        "offline_pcloud": None if pcloud is None else pcloud.cache_config(print_progress if progress else None),
+        **(extra_config or {}),
+    }
+
+
 def build_cache(
     backbone: Any,
     path: str,
@@ -150,14 +163,7 @@ def build_cache(
             fingerprint = job()
             CacheReader(path, expected_fingerprint=fingerprint).close()
             return fingerprint
-        config = {
-            "backbone": backbone.get_config(),
-            "chunk_size": chunk_size,
-            "compression": compression_name,
-            # checks every file before the temp file exists: a usage error leaves nothing behind
-            "offline_pcloud": None if pcloud is None else pcloud.cache_config(print_progress if progress else None),
-            **(extra_config or {}),
-        }
+        config = stored_config(backbone, chunk_size, compression_name, pcloud, progress, extra_config)
         return _write_cache_file(path, backbone, pcloud, chunk_size, compression_name, config, job, nbytes,
                                  progress)
 

@@ -111,15 +111,25 @@ class PointCloudSource:
         """Check every file and resolve the class map; raises `PointCloudFileError` naming a file."""
         if self._counts is not None:
             return
-        counts, codes, has_labels = [], [], []
+        results = []
         for i, path in enumerate(self.paths):
-            cloud = self._read(i)
-            self.features.check(cloud)
-            counts.append(len(cloud))
-            has_labels.append(cloud.labels is not None)
-            codes.append(np.unique(cloud.labels) if cloud.labels is not None else None)
+            results.append(self.scan_file(i))
             if progress is not None:
-                progress(f"checked {path} ({len(cloud)} points)")
+                progress(f"checked {path} ({results[-1][0]} points)")
+        self.adopt_scan(results)
+
+    def scan_file(self, index: int) -> tuple:
+        """``(points, has labels, label codes)`` of file ``index``, checked; files scan in parallel."""
+        cloud = self._read(index)
+        self.features.check(cloud)
+        codes = np.unique(cloud.labels) if cloud.labels is not None else None
+        return len(cloud), cloud.labels is not None, codes
+
+    def adopt_scan(self, results: list[tuple]) -> None:
+        """Resolve the class map from the :meth:`scan_file` results of every file, in file order."""
+        counts = [r[0] for r in results]
+        has_labels = [r[1] for r in results]
+        codes = [r[2] for r in results]
         if len(set(has_labels)) > 1:
             without = [p for p, h in zip(self.paths, has_labels) if not h]
             raise PointCloudFileError(f"offline_pcloud files disagree on labels: {without} have none "
@@ -129,6 +139,11 @@ class PointCloudSource:
             for path, found in zip(self.paths, codes):  # an unknown code fails now, before any writing
                 self.class_map.to_ids(found, source=f"point-cloud file {path!r}")
         self._counts = counts
+
+    def file_field_counts(self) -> list[int]:
+        """Fields each file gives, in file order (scans the files once)."""
+        self.scan()
+        return [self.sampler.num_fields(n) for n in self._counts]
 
     def num_samples(self) -> int:
         """How many fields all files give (scans the files once)."""

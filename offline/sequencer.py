@@ -16,13 +16,19 @@ from pointseq.offline.errors import storage_error
 from pointseq.offline.order import VisitOrder, visit_order
 from pointseq.offline.grid_source import GridSource
 from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.offline.manifest import MANIFEST_NAME
 from pointseq.offline.reader import CacheReader
+from pointseq.offline.sharded_reader import ShardedReader, is_sharded_cache
 from pointseq.pointclouds.classes import ClassMap
 from pointseq.sequencers.abstract_sequencer import AbstractSequencer
 from pointseq.sequencers.batch_plan import BatchPlan
 from pointseq.sequencers.keyed_cache import KeyedCache
 from pointseq.sequencers.load_clock import LoadClock
 from pointseq.sequencers.registry import build_sequencer, register_sequencer
+
+
+def _has_manifest(folder: str | os.PathLike) -> bool:
+    return os.path.exists(os.path.join(folder, MANIFEST_NAME))
 
 
 # Keywords of every sequencer that an OfflineSequencer leaves to its backbone.
@@ -97,9 +103,9 @@ class OfflineSequencer(AbstractSequencer):
             raise TypeError(f"backbone must be an AbstractSequencer or its spec dict, got {type(backbone).__name__}")
         if isinstance(offline_storage, bytes) or not isinstance(offline_storage, (str, os.PathLike)):
             raise TypeError(f"offline_storage must be a file path, got {offline_storage!r}")
-        if not os.fspath(offline_storage) or os.path.isdir(offline_storage):
-            raise ValueError(f"offline_storage must be the path of a cache file, got {offline_storage!r}"
-                             + (" (a directory)" if os.fspath(offline_storage) else " (empty)"))
+        if not os.fspath(offline_storage) or (os.path.isdir(offline_storage) and not _has_manifest(offline_storage)):
+            raise ValueError(f"offline_storage must be the path of a cache file, got {offline_storage!r}" + (
+                " (a directory without manifest.json: not a sharded cache)" if os.fspath(offline_storage) else " (empty)"))
         self.backbone = backbone
         self.offline_storage = os.fspath(offline_storage)
         self.chunk_size = fmt.check_chunk_size(chunk_size)
@@ -129,7 +135,13 @@ class OfflineSequencer(AbstractSequencer):
             raise ValueError(
                 "force_rebuild=True and disable_offline_storage_writing=True contradict each other: "
                 "the first asks to rebuild the cache, the second forbids writing it; drop one of them")
-        if force_rebuild or not os.path.exists(path):
+        if is_sharded_cache(path) and os.path.exists(path):
+            if force_rebuild:
+                raise ValueError(f"force_rebuild=True cannot rebuild the sharded cache {path!r}; rebuild it with "
+                                 "`pointseq cache build SPEC --workers N --force`")
+            self._reader = ShardedReader(path, expected_fingerprint=expected_fingerprint(
+                self.backbone, self.chunk_size, self.offline_pcloud))
+        elif force_rebuild or not os.path.exists(path):
             if self.disable_offline_storage_writing:
                 raise storage_error(path, "the file does not exist and disable_offline_storage_writing=True "
                                           "forbids building it")
@@ -139,7 +151,8 @@ class OfflineSequencer(AbstractSequencer):
                 extra_config={"offline_sequencer": self._offline_config()})
         else:
             fingerprint = expected_fingerprint(self.backbone, self.chunk_size, self.offline_pcloud)
-        self._reader = CacheReader(path, expected_fingerprint=fingerprint)
+        if self._reader is None:
+            self._reader = CacheReader(path, expected_fingerprint=fingerprint)
         self._chunks = ChunkCache(self._reader, self.max_resident_chunks)
         self._visit_orders = KeyedCache()  # chunk and batch visit order per pass
         self._row_starts: np.ndarray | None = None
