@@ -197,8 +197,8 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
         with open(spec["file"], encoding="utf-8") as f:
             write_json(os.path.join(out, "train_spec.json"), json.load(f))
     if isinstance(spec["validation"], dict):
-        report["validation"] = validate_on_files(model, pipeline, spec["validation"]["paths"], pcloud["class_counts"],
-                                                 train.batch_size, verbose)
+        report["validation"] = validate_on_files(model, pipeline, spec["validation"]["paths"], train.batch_size,
+                                                 verbose)
     elif spec["validation"] is not None:
         report.update(_validate_on_arrays(model, spec["validation"], train.batch_size, num_classes))
     write_json(os.path.join(out, "report.json"), report)
@@ -213,10 +213,9 @@ def _validate_on_arrays(model: keras.Model, validation: tuple, batch_size: int, 
                 str(c): float((pred[val_y == c] == c).mean()) for c in range(num_classes) if (val_y == c).any()}}
 
 
-def validate_on_files(model: keras.Model, pipeline: dict, paths: list[str], class_counts: list[int],
-                      batch_size: int, verbose: int) -> dict:
+def validate_on_files(model: keras.Model, pipeline: dict, paths: list[str], batch_size: int, verbose: int) -> dict:
     """Per-point metrics on whole validation tiles (covering fields, propagated back), and those
-    of always predicting the training majority class."""
+    of always predicting the validation points' majority class (the best constant answer)."""
     class_map = ClassMap.from_config(pipeline["class_map"])
     references, predictions = [], []
     for path in paths:
@@ -228,7 +227,7 @@ def validate_on_files(model: keras.Model, pipeline: dict, paths: list[str], clas
         predictions.append(probabilities.argmax(axis=1)[weights > 0])
     reference, prediction = np.concatenate(references), np.concatenate(predictions)
     metrics = classification_metrics(reference, prediction, class_map.num_classes, class_names=class_map.names)
-    majority = np.full_like(reference, int(np.argmax(class_counts)))
+    majority = np.full_like(reference, int(np.argmax(np.bincount(reference, minlength=class_map.num_classes))))
     baseline = classification_metrics(reference, majority, class_map.num_classes, class_names=class_map.names)
     if verbose:
         print(metrics.format_table())
