@@ -59,13 +59,45 @@ def _train(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run="pointseq.cli.train:run")
 
 
-SUBCOMMANDS = (_demo, _cache, _train)
+def _codes(text: str) -> list[int]:
+    try:
+        return [int(c) for c in text.split(",") if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integer class codes, got {text!r}") from None
+
+
+def _predict(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("predict", help="classify every point of whole tiles with a trained model")
+    parser.add_argument("train_output", metavar="TRAIN_OUTPUT_DIR", help="the output folder of pointseq train")
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="point-cloud files (LAS/LAZ, PLY, text, npy)")
+    parser.add_argument("--output", required=True, help="folder for the classified LAS/LAZ files")
+    parser.add_argument("--write-classification", action="store_true",
+                        help="also write the predicted codes into the classification dimension")
+    parser.add_argument("--probabilities", action="store_true", help="add one prob_<class> dimension per class")
+    parser.add_argument("--batch-size", type=int, default=16, help="fields per prediction batch (default 16)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run="pointseq.cli.predict:run")
+
+
+def _evaluate(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("evaluate", help="OA, per-class P/R/F1/IoU, mIoU and confusion matrix of predictions")
+    parser.add_argument("files", metavar="FILE", nargs="+", help="point-cloud files with reference and prediction")
+    parser.add_argument("--reference-dimension", default="classification")
+    parser.add_argument("--prediction-dimension", default="prediction")
+    parser.add_argument("--classes", metavar="TRAIN_OUTPUT_DIR", help="use the class map of a training output")
+    parser.add_argument("--ignore", type=_codes, default=[], metavar="CODES",
+                        help="comma-separated codes left out of the figures (e.g. 7,18)")
+    parser.add_argument("--output", default="evaluation", help="folder for evaluation.json and confusion_matrix.png")
+    parser.set_defaults(run="pointseq.cli.evaluate:run")
+
+
+SUBCOMMANDS = (_demo, _cache, _train, _predict, _evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pointseq",
-        description="Point-cloud data for Keras: the demo, offline caches and training.",
+        description="Point-cloud data for Keras: the demo, offline caches, training, prediction and evaluation.",
     )
     parser.add_argument("--version", action="version", version=f"pointseq {__version__}")
     parser.add_argument("--verbose", action="store_true",

@@ -247,3 +247,19 @@ def make_tiles(n: int, seed: int = 0, **tile_kwargs) -> list[dict[str, np.ndarra
     n = require_int("n", n, 1)
     seed = require_int("seed", seed, 0)
     return [make_tile(synthetic_tile_rng(seed, i), **tile_kwargs) for i in range(n)]
+
+
+def write_tiles(folder: str, tiles: list[dict[str, np.ndarray]], suffix: str = ".laz") -> list[str]:
+    """Write ``tiles`` as ``folder/tile_<i><suffix>`` (LAS 1.4, millimetre coordinates, the
+    tiles' dimensions and ASPRS codes); returns the paths."""
+    import os
+
+    from pointseq.pointclouds import PointCloud, write_point_cloud
+
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    for i, tile in enumerate(tiles):
+        attributes = {key: tile[key] for key in TILE_KEYS if key not in ("xyz", "classification")}
+        cloud = PointCloud(tile["xyz"], attributes, tile["classification"])
+        paths.append(write_point_cloud(os.path.join(folder, f"tile_{i}{suffix}"), cloud))
+    return paths

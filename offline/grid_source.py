@@ -17,7 +17,6 @@ import numpy as np
 from pointseq.offline.pointcloud_source import PointCloudSource
 from pointseq.pointclouds.field_grids import SparseGridPreProcessor, largest_cells, padded_rows
 from pointseq.pointclouds.reading import FORMAT_DEFAULT
-from pointseq.pointclouds.receptive_field import ReceptiveFieldSampler
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, sampler_from_spec
 from pointseq.pointclouds.sparse_grid import SparseGrid
 from pointseq.sequencers.seeding import field_rng
@@ -39,10 +38,10 @@ class GridSource:
                  seed: int = 0) -> None:
         self.sampler = sampler if isinstance(sampler, CoveringFieldSampler) else sampler_from_spec(sampler)
         self.grid = SparseGridPreProcessor.from_spec(grid)
-        # The files' checks, class map and features; its own sampler is never used.
-        self.files = PointCloudSource(paths, ReceptiveFieldSampler(self.sampler.num_points), label=label,
-                                      classes=classes, features=features, use_features=use_features)
         self.seed = int(seed)
+        # The files' checks, class map, features and per-class counts, with the same fields.
+        self.files = PointCloudSource(paths, self.sampler, label=label, classes=classes, features=features,
+                                      use_features=use_features, seed=self.seed)
         self.max_rows: tuple[int, ...] | None = self.grid.max_rows
         self._fields: list[int] | None = None
 

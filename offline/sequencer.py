@@ -356,6 +356,12 @@ class OfflineSequencer(AbstractSequencer):
         stored = (self._reader.header.config.get("offline_pcloud") or {}).get("class_map")
         return None if stored is None else ClassMap.from_config(stored)
 
+    @property
+    def pcloud_config(self) -> dict | None:
+        """The stored ``offline_pcloud`` config of the cache (sampler, features, class map, class
+        counts), or None for a cache without point-cloud files."""
+        return self._reader.header.config.get("offline_pcloud")
+
     def close(self) -> None:
         """Stop the readahead thread and close the file (reopened on the next read)."""
         self._chunks.close()

@@ -10,7 +10,9 @@
 - ``none``: the raw value as float32. Default for any other dimension (extra bytes included).
 - ``{"scale": s, "offset": o}``: ``value * s + o`` (e.g. a 12-bit sensor: scale 1/4095).
 
-A spec entry is a name or ``{"name": ..., "normalisation": rule}``.
+A spec entry is a name or ``{"name": ..., "normalisation": rule}``. Derived features are
+computed from dimensions: ``return_ratio`` = return_number / number_of_returns (in (0, 1]:
+first, intermediate or last return of its pulse).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ BIT_DEPTH_DEFAULT = ("intensity", "red", "green", "blue", "nir")
 RETURNS_DEFAULT = ("return_number", "number_of_returns")
 MAX_RETURN = 15.0
 RULES = ("bit_depth", "returns", "none")
+DERIVED = {"return_ratio": ("return_number", "number_of_returns")}
+
+
+def _derived(name: str, attributes: dict) -> np.ndarray:
+    """The derived feature ``name`` from the dimensions it needs."""
+    number, count = (np.asarray(attributes[d], dtype=np.float64) for d in DERIVED[name])
+    return number / np.maximum(count, 1.0)
 
 
 def _default_rule(name: str) -> str:
@@ -88,7 +97,10 @@ class FeatureSpec:
 
     def missing(self, dimensions: set[str] | list[str]) -> list[str]:
         """The requested dimensions a file with ``dimensions`` lacks."""
-        return [n for n in self.names if n not in dimensions]
+        dimensions = set(dimensions)
+        lacking = [d for n in self.names if n in DERIVED and n not in dimensions for d in DERIVED[n]]
+        return [n for n in self.names if n not in dimensions and n not in DERIVED] + \
+            [d for d in dict.fromkeys(lacking) if d not in dimensions]
 
     def check(self, cloud: PointCloud) -> None:
         """Raise `PointCloudFileError` naming the file and the dimensions it lacks."""
@@ -103,7 +115,8 @@ class FeatureSpec:
         if not self.entries:
             return None
         self.check(cloud)
-        columns = [_normalise(cloud.attributes[n], n, r, cloud.path) for n, r in self.entries]
+        columns = [_normalise(cloud.attributes[n] if n in cloud.attributes or n not in DERIVED
+                              else _derived(n, cloud.attributes), n, r, cloud.path) for n, r in self.entries]
         return np.stack(columns, axis=1).astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""Point-cloud files: readers, the receptive-field sampler, and appending fields to a cache."""
+"""Point-cloud files: readers, and appending their covering fields to a cache."""
 
 import sys
 
@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from pointseq.offline import OfflineSequencer, PointCloudSource
-from pointseq.pointclouds import PointCloud, ReceptiveFieldSampler, read_point_cloud
+from pointseq.pointclouds import read_point_cloud
 from pointseq.sequencers import Sequencer
-from pointseq.sequencers.seeding import field_rng
 
 
 def table(n=50, seed=0):
@@ -70,53 +69,31 @@ def test_las_reader_and_missing_laspy(tmp_path, monkeypatch):
         read_point_cloud(tmp_path / "a.las")
 
 
-def test_receptive_field_sampler():
-    t = table(200)
-    cloud = PointCloud(t[:, :3], {"intensity": t[:, 3]}, np.arange(200))
-    sampler = ReceptiveFieldSampler(16, radius=1.0, seed=3)
-    fields = sampler(cloud, field_rng(3, 2), features=t[:, 3:4].astype(np.float32))
-    assert fields.points.shape == (13, 16, 3) and fields.features.shape == (13, 16, 1)
-    assert fields.labels.shape == (13, 16)
-    # the labels are point ids: every field point is its cloud point minus the field's centre
-    centres = cloud.points[fields.labels] - fields.points
-    np.testing.assert_allclose(centres, np.repeat(centres[:, :1], 16, axis=1), atol=1e-6)
-    np.testing.assert_array_equal(fields.indices, fields.labels)
-    np.testing.assert_allclose(centres[:, 0], fields.centres, atol=1e-6)
-    assert np.linalg.norm(fields.points, axis=-1).max() <= 1.0 + 1e-6
-    again = sampler(cloud, field_rng(3, 2))
-    np.testing.assert_array_equal(again.labels, fields.labels)
-    assert not np.array_equal(sampler(cloud, field_rng(3, 3)).labels, fields.labels)
-    knn = ReceptiveFieldSampler(16, fields_per_cloud=4, center=False)(cloud, field_rng(0, 0))
-    assert knn.points.shape == (4, 16, 3)
-    assert all(len(set(row)) == 16 for row in knn.labels.tolist())
-    with pytest.raises(ValueError, match="num_points must be a positive int, got 0"):
-        ReceptiveFieldSampler(0)
-
-
 def test_point_cloud_files_are_appended_to_the_cache(tmp_path):
     paths = []
     for i in range(2):
         np.save(tmp_path / f"s{i}.npy", table(60, seed=i))
         paths.append(str(tmp_path / f"s{i}.npy"))
     spec = {"paths": paths, "label_column": -1, "use_features": False, "classes": {"codes": [0, 1, 2, 3, 4]},
-            "sampler": {"type": "ReceptiveFieldSampler", "num_points": 8, "radius": 2.0, "seed": 1}}
+            "sampler": {"type": "CoveringFieldSampler", "num_points": 8, "subsampling": "random",
+                        "neighborhood": {"type": "cylinder", "radius": 2.0, "separation_factor": 1.0}}}
     parts = list(PointCloudSource.from_spec(spec).batches(100, False))
     assert len(parts) == 1
     X_fields, y_fields = parts[0]
-    assert X_fields.shape == (16, 8, 3) and y_fields.shape == (16, 8)
+    assert X_fields.shape == (18, 8, 4) and y_fields.shape == (18, 8)  # x, y, z, height; 9 fields per 4 m tile
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(6, 8, 3)).astype("float32")
+    X = rng.normal(size=(6, 8, 4)).astype("float32")
     y = rng.integers(0, 5, size=(6, 8))
     backbone = Sequencer(X, y, batch_size=4, shuffle=False, seed=0)
     seq = OfflineSequencer(backbone, str(tmp_path / "c.h5"), chunk_size=2, offline_pcloud=spec, progress=False)
-    assert len(seq) == 2 + 4 and seq.num_samples == 6 + 16
+    assert len(seq) == 2 + 5 and seq.num_samples == 6 + 18
     got_x = np.concatenate([seq[i][0] for i in range(len(seq))])
     got_y = np.concatenate([seq[i][1] for i in range(len(seq))])
     np.testing.assert_array_equal(got_x, np.concatenate([X, X_fields]))
     np.testing.assert_array_equal(got_y, np.concatenate([y, y_fields]))
     only_clouds = OfflineSequencer(Sequencer(batch_size=4, seed=0), str(tmp_path / "p.h5"), offline_pcloud=spec,
                                    progress=False)
-    assert len(only_clouds) == 4
+    assert len(only_clouds) == 5
     with pytest.raises(ValueError, match="offline_pcloud must be a dict with 'paths'"):
         OfflineSequencer(backbone, str(tmp_path / "x.h5"), offline_pcloud=paths)
     assert not (tmp_path / "x.h5.tmp").exists()

@@ -73,7 +73,7 @@ def test_post_process_output_follows_the_predict_order(tmp_path):
 
 def test_point_cloud_files_need_a_sampler_backbone(tmp_path):
     np.save(tmp_path / "cloud.npy", np.random.default_rng(0).uniform(size=(100, 3)))
-    spec = {"paths": [str(tmp_path / "cloud.npy")], "sampler": {"type": "ReceptiveFieldSampler", "num_points": 16}}
+    spec = {"paths": [str(tmp_path / "cloud.npy")], "sampler": {"type": "CoveringFieldSampler", "num_points": 16, "subsampling": "random", "neighborhood": {"type": "sphere", "radius": 1.0}}}
     backbone = SparseShadowSequencer(grids(), batch_size=4)
     with pytest.raises(ValueError, match="a SparseShadowSequencer backbone must be a dict with 'paths', 'sampler'"):
         OfflineSequencer(backbone, tmp_path / "x.h5", offline_pcloud=spec, progress=False)

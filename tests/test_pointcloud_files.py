@@ -11,7 +11,7 @@ import pytest
 
 from pointseq.cli.main import main
 from pointseq.offline import OfflineSequencer, PointCloudSource
-from pointseq.pointclouds import ClassMap, FeatureSpec, ReceptiveFieldSampler, read_point_cloud, write_point_cloud
+from pointseq.pointclouds import ClassMap, FeatureSpec, read_point_cloud, sampler_from_spec, write_point_cloud
 from pointseq.sequencers import Sequencer
 from pointseq.sequencers.seeding import field_rng
 
@@ -44,8 +44,12 @@ def write_las(path, n=400, *, point_format=6, offset=(5e6, 5e6, 100.0), codes=(2
     return laspy.read(path)
 
 
+RADIUS = 5.0
+
+
 def sampler(num_points=16, **kw):
-    return {"type": "ReceptiveFieldSampler", "num_points": num_points, "radius": 5.0, "seed": 1, **kw}
+    return {"type": "CoveringFieldSampler", "num_points": num_points, "subsampling": "random",
+            "neighborhood": {"type": "cylinder", "radius": RADIUS, "separation_factor": 1.0}, **kw}
 
 
 def cmap_config(ignored):
@@ -115,9 +119,9 @@ def test_precision_at_a_georeferenced_offset(tmp_path):
     spec = {"paths": [str(path)], "sampler": sampler(32)}
     seq = OfflineSequencer(Sequencer(batch_size=8, seed=0), str(tmp_path / "c.h5"), offline_pcloud=spec,
                            progress=False)
-    cached = np.concatenate([b[0] for b in cache_batches(seq)])
+    cached = np.concatenate([b[0] for b in cache_batches(seq)])[..., :3] * RADIUS  # back to metres
     points = read_point_cloud(path).points
-    fields = ReceptiveFieldSampler.from_spec(sampler(32))(points, field_rng(1, 0))
+    fields = sampler_from_spec(sampler(32))(points, field_rng(0, 0))
     truth = points[fields.indices] - fields.centres[:, None, :]  # float64 throughout
     assert np.abs(cached - truth).max() < 1e-3
     # the same fields cut from float32 coordinates (what casting on reading did) are off by decimetres
@@ -157,7 +161,7 @@ def test_cache_trains_three_classes_with_ignored_points_at_weight_zero(tmp_path)
     paths = [tmp_path / f"t{i}.laz" for i in range(2)]
     for i, p in enumerate(paths):
         write_las(p, n=300, seed=i)
-    spec = {"paths": [str(p) for p in paths], "sampler": sampler(16), "classes": {"ignore": [7]}}
+    spec = {"paths": [str(p) for p in paths], "sampler": sampler(16, num_encoding_neighbors=1), "classes": {"ignore": [7]}}
     seq = OfflineSequencer(Sequencer(batch_size=8, seed=0), str(tmp_path / "c.h5"), offline_pcloud=spec,
                            progress=False)
     batches = cache_batches(seq)
@@ -168,7 +172,8 @@ def test_cache_trains_three_classes_with_ignored_points_at_weight_zero(tmp_path)
     codes = []
     for i, p in enumerate(paths):
         cloud = read_point_cloud(p)
-        codes.append(cloud.labels[ReceptiveFieldSampler.from_spec(sampler(16))(cloud.points, field_rng(1, i)).indices])
+        codes.append(cloud.labels[sampler_from_spec(sampler(16, num_encoding_neighbors=1))(
+            cloud.points, field_rng(0, i)).indices])
     codes = np.concatenate(codes)
     np.testing.assert_array_equal(w == 0, codes == 7)
     np.testing.assert_array_equal(ClassMap.from_spec({"ignore": [7]}, [2, 5, 6, 7]).to_codes(y[w > 0]), codes[w > 0])
@@ -181,7 +186,7 @@ def test_cache_trains_three_classes_with_ignored_points_at_weight_zero(tmp_path)
 
     from pointseq.sequencers import build_pointnet_segmentation_model
 
-    model = build_pointnet_segmentation_model(16, 3, width=8)
+    model = build_pointnet_segmentation_model(16, 3, num_features=4, width=8)
     model.compile("adam", "sparse_categorical_crossentropy")
     history = model.fit(seq, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0]) and keras.backend.backend()
@@ -197,7 +202,8 @@ def test_unknown_code_in_a_later_file_fails_before_the_cache_exists(tmp_path):
     assert not os.path.exists(tmp_path / "c.h5") and not os.path.exists(tmp_path / "c.h5.tmp")
     spec["classes"]["unknown"] = "ignore"
     seq = OfflineSequencer(Sequencer(batch_size=4), str(tmp_path / "c.h5"), offline_pcloud=spec, progress=False)
-    assert seq.num_samples == 2 * 7
+    covering = sampler_from_spec(sampler())
+    assert seq.num_samples == sum(len(covering(read_point_cloud(p).points, field_rng(0, 0))) for p in spec["paths"])
 
 
 def test_features_by_name_with_their_normalisation(tmp_path):
@@ -235,8 +241,8 @@ def test_mixed_point_formats(tmp_path):
                                progress=False, force_rebuild=True)
         x = seq[0][0]
         with_features = ok.get("features") == ["intensity"] and ok.get("use_features", True)
-        assert isinstance(x, tuple) == with_features
-        assert (x[1].shape == (4, 8, 1) and x[1].max() <= 1.0) if with_features else x.shape == (4, 8, 3)
+        assert x.shape == (4, 8, 5 if with_features else 4)  # x, y, z, height (+ intensity)
+        assert not with_features or 0.0 <= x[..., 4].min() and x[..., 4].max() <= 1.0
         seq.close()
 
 
@@ -295,7 +301,7 @@ def test_cli_usage_errors_exit_2_and_leave_no_temp_file(tmp_path, monkeypatch, c
     monkeypatch.undo()
     assert main(["cache", "build", str(tmp_path / "spec.json")]) == 0
     err = capsys.readouterr().err
-    assert "offline_pcloud: checked" in err and f"offline_pcloud: cut {tmp_path / 'a.laz'} into 5 fields" in err
+    assert "offline_pcloud: checked" in err and f"offline_pcloud: cut {tmp_path / 'a.laz'} into 77 fields" in err
 
 
 def test_ingestion_memory_is_bounded_by_the_largest_file(tmp_path):
@@ -306,20 +312,22 @@ def test_ingestion_memory_is_bounded_by_the_largest_file(tmp_path):
         paths.append(str(tmp_path / f"s{i}.npy"))
     peaks = []
     for count in (1, 4):
-        spec = {"paths": paths[:count], "sampler": sampler(64, radius=None), "label": -1,
+        spec = {"paths": paths[:count], "sampler": sampler(64), "label": -1,
                 "classes": {"unknown": "ignore", "codes": [0]}}
         tracemalloc.start()
         seq = OfflineSequencer(Sequencer(batch_size=64), str(tmp_path / f"c{count}.h5"), offline_pcloud=spec,
                                progress=False, chunk_size=4)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
-        assert seq.num_samples == count * 1563
+        assert seq.num_samples == count * 121  # 11 x 11 cylinders 5 m apart over 50 m x 50 m
         seq.close()
     file_bytes = os.path.getsize(paths[0])
     print(f"peak traced memory: 1 file {peaks[0] / 2**20:.1f} MiB, 4 files {peaks[1] / 2**20:.1f} MiB, "
           f"file {file_bytes / 2**20:.1f} MiB")
     assert peaks[1] < 1.3 * peaks[0]  # four files cost no more than one: never all in memory
-    assert peaks[0] < 8 * file_bytes  # float64 points, KD-tree, neighbour lists and fields of one file
+    # float64 points, KD-tree, the covering fields' membership lists (each point in ~4 fields, with
+    # its 3 nearest kept points, for label reduction) and the fields of one file: ~600 bytes a point
+    assert peaks[0] < 24 * file_bytes
 
 
 @pytest.mark.skipif(not glob.glob(os.path.join(REAL_DATA, "*.la[sz]")), reason=f"no LAS/LAZ sample under {REAL_DATA}")

@@ -85,7 +85,8 @@ def unreadable_build_spec(tmp_path):
     spec = {"sequencer": {"type": "OfflineSequencer", "offline_storage": "c.h5",
                           "backbone": {"type": "Sequencer", "batch_size": 4},
                           "offline_pcloud": {"paths": ["pts.npy", "bad.las"],
-                                             "sampler": {"type": "ReceptiveFieldSampler", "num_points": 16}}}}
+                                             "sampler": {"type": "CoveringFieldSampler", "num_points": 16,
+                                                         "neighborhood": {"type": "sphere", "radius": 1.0}}}}}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     return str(path)
@@ -182,14 +183,20 @@ def test_keys_starting_with_underscore_are_ignored_at_every_spec_level(tmp_path)
         "type": "OfflineSequencer", "_structure_alignment": True, "offline_storage": str(tmp_path / "c.h5"),
         "progress": False, "seed": 1,
         "offline_pcloud": {"paths": [str(tmp_path / "pts.npy")], "_use_features": False,
-                           "sampler": {"type": "ReceptiveFieldSampler", "num_points": 8, "_radius": 2}},
+                           "sampler": {"type": "CoveringFieldSampler", "num_points": 8, "subsampling": "random",
+                                       "neighborhood": {"type": "sphere", "radius": 2.0, "_separation_factor": 9}}},
         "backbone": {"type": "Sequencer", "batch_size": 4, "_num_downsampling_neighbors": 8, "augmentor": {
             "_comment": "z rotation", "transformations": [
                 {"type": "Rotation", "axis": [0, 0, 1], "_axis": "random",
                  "angle_distribution": {"type": "uniform", "start": -1, "end": 1, "_end": 3}}]}},
     }
-    seq = build_sequencer(spec, X[:, :, :], None)
-    assert seq.num_samples > len(X) and seq[0][0].shape == (4, 8, 3)
+    pcloud = spec.pop("offline_pcloud")
+    seq = build_sequencer(spec, X, None)
+    assert seq.num_samples == len(X) and seq[0][0].shape == (4, 8, 3)
+    # field inputs (x, y, z, height) are not bare coordinates: no augmentor with point-cloud files
+    fields_only = {**spec, "offline_storage": str(tmp_path / "f.h5"), "offline_pcloud": pcloud,
+                   "backbone": {"type": "Sequencer", "batch_size": 4, "_augmentor": {}}}
+    assert build_sequencer(fields_only, None, None)[0][0].shape == (4, 8, 4)
     assert Augmentor.from_spec(spec["backbone"]["augmentor"]) == seq.backbone.augmentor
     with pytest.raises(TypeError, match=r"unknown keyword argument\(s\): structure_alignment"):
         build_sequencer({"type": "Sequencer", "structure_alignment": True}, X, y)

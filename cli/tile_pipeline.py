@@ -1,0 +1,84 @@
+"""Everything between a point-cloud tile and its per-point predictions, as a training output folder keeps it.
+
+``pipeline.json`` in the training output holds the model type, the sampler (covering fields,
+no class balancing at prediction), the feature spec with its normalisation, the field scale,
+the class map and the label dimension; with ``model.keras`` that is all `predict_cloud` needs.
+A tile is cut into covering fields, their inputs are built and predicted a block of fields at a
+time (memory: the block's inputs and probabilities plus the tile's per-point sums), and the
+probabilities are propagated back to every point with `PropagationAccumulator`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import keras
+import numpy as np
+
+from pointseq.cli.models import model_type
+from pointseq.cli.usage_error import UsageError
+from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, PropagationAccumulator, sampler_from_spec
+from pointseq.pointclouds.field_inputs import field_inputs, field_scale
+from pointseq.sequencers.seeding import field_rng
+
+PIPELINE_FILE = "pipeline.json"
+MODEL_FILE = "model.keras"
+FIELDS_PER_BLOCK = 256  # fields whose inputs and probabilities are held at once
+
+
+def make_pipeline(model_spec: dict, pcloud_config: dict) -> dict:
+    """The ``pipeline.json`` content from the model spec and a cache's stored ``offline_pcloud`` config."""
+    sampler = dict(pcloud_config["sampler"])
+    sampler["training_class_distribution"] = None  # prediction covers every point
+    return {"model": {k: v for k, v in model_spec.items() if k != "num_classes"}, "sampler": sampler,
+            "features": pcloud_config["feature_normalisation"], "inputs": pcloud_config.get("inputs"),
+            "class_map": pcloud_config["class_map"], "label": pcloud_config.get("label", "classification"),
+            "seed": pcloud_config.get("seed", 0)}
+
+
+def write_json(path: str, content: Any) -> None:
+    """Write JSON through a temporary name, so a crash leaves the old file or none."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(content, f, indent=2)
+    os.replace(tmp, path)
+
+
+def load_training_output(folder: str) -> tuple[keras.Model, dict]:
+    """``(model, pipeline)`` of a training output folder; `UsageError` naming what is missing."""
+    if not os.path.isdir(folder):
+        raise UsageError(f"training output {folder!r} is not a folder (give the 'output' folder of pointseq train)")
+    missing = [name for name in (MODEL_FILE, PIPELINE_FILE) if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise UsageError(f"training output {folder!r} lacks {missing}: train on point-cloud files "
+                         "(offline_pcloud) with pointseq train to get them")
+    try:
+        with open(os.path.join(folder, PIPELINE_FILE), encoding="utf-8") as f:
+            pipeline = json.load(f)
+        model_type(pipeline["model"])
+        ClassMap.from_config(pipeline["class_map"])
+        model = keras.saving.load_model(os.path.join(folder, MODEL_FILE))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"training output {folder!r} cannot be loaded: {' '.join(str(exc).split())}") from None
+    return model, pipeline
+
+
+def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batch_size: int = 16,
+                  progress: bool = False) -> np.ndarray:
+    """Per-point class probabilities (N, C) of ``cloud``, every point covered."""
+    sampler = sampler_from_spec(pipeline["sampler"])
+    fields = sampler(cloud.points, field_rng(int(pipeline.get("seed", 0)), 0))
+    features = FeatureSpec.from_spec(pipeline["features"])(cloud)
+    entry = model_type(pipeline["model"])
+    num_classes = ClassMap.from_config(pipeline["class_map"]).num_classes
+    accumulator = PropagationAccumulator(fields, num_classes)
+    bar = keras.utils.Progbar(len(fields), unit_name="field") if progress else None
+    for first in range(0, len(fields), FIELDS_PER_BLOCK):
+        stop = min(first + FIELDS_PER_BLOCK, len(fields))
+        inputs = field_inputs(fields, features, field_scale(sampler), first, stop)
+        accumulator.add(first, entry.predict_fields(model, inputs, batch_size))
+        if bar is not None:
+            bar.update(stop)
+    return accumulator.result()

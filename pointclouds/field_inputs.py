@@ -1,0 +1,38 @@
+"""The model inputs of receptive fields: per-field normalised geometry plus named point features.
+
+Every field looks alike wherever the tile lies: coordinates relative to the field's centre
+divided by the neighbourhood radius (x, y, z), the height above the field's lowest points
+(1st percentile of z, robust to noise below the terrain) divided by the radius, then the
+`FeatureSpec` features of the kept points, each with its stated normalisation. Training
+(`offline_pcloud`) and prediction (`pointseq predict`) build inputs with this one function.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
+
+GEOMETRY_COLUMNS = ("x", "y", "z", "height")
+HEIGHT_PERCENTILE = 1.0
+
+
+def field_scale(sampler: CoveringFieldSampler) -> float:
+    """What field coordinates are divided by: the (largest) neighbourhood radius, or 1 when the
+    sampler already scales fields to the unit sphere."""
+    return 1.0 if sampler.to_unit_sphere else float(max(sampler.neighborhood.radius))
+
+
+def field_inputs(fields: Fields, point_features: np.ndarray | None, scale: float,
+                 first: int = 0, stop: int | None = None) -> np.ndarray:
+    """Inputs (B, P, 4 + F) float32 of fields [first, stop): x, y, z, height, then the features.
+
+    ``point_features`` (N, F) are the cloud's per-point features (already normalised), or None.
+    """
+    stop = len(fields) if stop is None else stop
+    xyz = fields.points[first:stop].astype(np.float64) / scale
+    low = np.percentile(xyz[..., 2], HEIGHT_PERCENTILE, axis=1)[:, None]
+    columns = [xyz, (xyz[..., 2] - low)[..., None]]
+    if point_features is not None:
+        columns.append(point_features[fields.indices[first:stop]])
+    return np.concatenate(columns, axis=-1).astype(np.float32)
