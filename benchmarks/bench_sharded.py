@@ -1,7 +1,7 @@
 """Sharded cache build on Dask (1 worker vs 2) and sharded vs single-file epoch reads.
 
 Prints one JSON object. Synthetic airborne tiles (``.npz``, points plus classification)
-are cut into fields by a `ReceptiveFieldSampler`; the cache holds the backbone-free stream
+are cut into covering fields; the cache holds the backbone-free stream
 of their fields. Build times are measured on warm clusters (workers started and their
 imports done before the clock starts), with the default one shard per worker; the
 single-process ``OfflineSequencer`` build is given alongside. Reading runs one epoch with
@@ -41,7 +41,8 @@ def write_tiles(folder, n, size):
 def pcloud_spec(paths):
     return {"paths": paths, "label": "classification", "use_features": False,
             "classes": {"codes": [2, 5, 6], "ignore": [7]},
-            "sampler": {"type": "ReceptiveFieldSampler", "num_points": 1024, "seed": 0}}
+            "sampler": {"type": "CoveringFieldSampler", "num_points": 1024, "subsampling": "random",
+                        "neighborhood": {"type": "cylinder", "radius": 7.5, "separation_factor": 1.0}}}
 
 
 def backbone():

@@ -19,7 +19,6 @@ from pointseq.pointclouds.field_grids import SparseGridPreProcessor, largest_cel
 from pointseq.pointclouds.reading import FORMAT_DEFAULT
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, sampler_from_spec
 from pointseq.pointclouds.sparse_grid import SparseGrid
-from pointseq.sequencers.seeding import field_rng
 from pointseq.sequencers.shadow_sequencer import assemble_shadow_batch, assemble_shadow_labels
 
 SPEC_KEYS = ("paths", "sampler", "grid", "label", "label_column", "classes", "features", "use_features", "seed")
@@ -124,13 +123,7 @@ class GridSource:
     def file_fields(self, index: int) -> tuple[np.ndarray, Fields, np.ndarray | None]:
         """``(points, fields, features)`` of file ``index``: absolute float64 points, its
         covering fields (labels: class ids, ignored points ``num_classes``) and point features."""
-        cloud = self.files._read(index)
-        labels = None
-        if cloud.labels is not None:
-            class_map = self.files.class_map
-            ids, weights = class_map.to_ids(cloud.labels, source=f"point-cloud file {cloud.path!r}")
-            labels = np.where(weights > 0, ids, class_map.num_classes)
-        fields = self.sampler(cloud.points, field_rng(self.seed, index), labels=labels)
+        cloud, fields, _ = self.files.cut(index)
         return cloud.points, fields, self.files.features(cloud)
 
     def file_grids(self, index: int) -> list[SparseGrid]:

@@ -164,7 +164,7 @@ class PointCloudSource:
         """Cut every file once to count its fields and the trained points of each class."""
         counts, class_counts = [], np.zeros(self.class_map.num_classes if self.class_map else 0, np.int64)
         for i, path in enumerate(self.paths):
-            cloud, fields, ids = self._cut(i)
+            cloud, fields, ids = self.cut(i)
             counts.append(len(fields))
             if ids is not None:
                 class_counts += np.bincount(ids, minlength=class_counts.size + 1)[:class_counts.size]
@@ -184,7 +184,7 @@ class PointCloudSource:
         return sum(self._counts)
 
     # -- pass 2 ---------------------------------------------------------------------------
-    def _cut(self, index: int) -> tuple[PointCloud, Fields, np.ndarray | None]:
+    def cut(self, index: int) -> tuple[PointCloud, Fields, np.ndarray | None]:
         """The cloud, its fields (labels reduced) and its point ids (ignored points: ``num_classes``)."""
         cloud = read_point_cloud(self.paths[index], label=self.label)
         ids = None
@@ -197,7 +197,7 @@ class PointCloudSource:
     def file_fields(self, index: int) -> tuple:
         """``(inputs, ids, weights)`` of every field of file ``index`` (None where absent)."""
         self.scan()
-        cloud, fields, _ = self._cut(index)
+        cloud, fields, _ = self.cut(index)
         x = field_inputs(fields, self.features(cloud), field_scale(self.sampler))
         if fields.labels is None:
             return x, None, None
