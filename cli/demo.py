@@ -1,171 +1,176 @@
-"""``pointseq demo``: the whole path on embedded synthetic scenes, no download.
+"""``pointseq demo``: the workflow of ``pointseq train``, ``predict`` and ``evaluate`` on synthetic tiles.
 
-Builds an offline cache of dense scenes (with a progress bar), trains a PointNet-style model
-through ``model.fit`` with augmentation read from the cache, trains the sparse-grid model
-through the shadow sequencer, predicts both in predict mode and reports per-class accuracy
-and throughput. Everything it writes goes under the output folder.
+It writes synthetic LiDAR tiles as LAZ at a UTM-like offset with ASPRS codes (ground 2, high
+vegetation 5, building 6, noise 7 to ignore) into ``OUTPUT/tiles/``, then for each model type:
+writes a train spec (``OUTPUT/train_<folder>.json``: the last tile held out, everything else
+the recipe's defaults), builds the cache from the files and trains with `run_train`, predicts
+the held-out tile with ``pointseq predict`` and evaluates it with ``pointseq evaluate`` (the
+commands' own ``run`` on their parsed arguments). ``OUTPUT/report.json`` sums it up.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import shutil
 import time
 from typing import Any
 
-import keras
 import numpy as np
 
-from pointseq.offline.sequencer import OfflineSequencer
-from pointseq.pointclouds import build_sparse_grid
-from pointseq.cli.synthetic_scenes import CLASS_NAMES, make_scenes
+from pointseq.cli import evaluate, predict, recipe
+from pointseq.cli.models import MODEL_TYPES
+from pointseq.cli.parser import build_parser
+from pointseq.cli.synthetic_tiles import CLASS_CODES, make_tiles, write_tiles
+from pointseq.cli.tile_pipeline import write_json
+from pointseq.cli.train import load_train_spec, run_train
 from pointseq.cli.usage_error import UsageError
-from pointseq.sequencers import (
-    EpochSync,
-    Sequencer,
-    SparseShadowSequencer,
-    build_shadow_segmentation_model,
-)
-from pointseq.sequencers.callbacks import DataWaitProfiler
-from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
+from pointseq.pointclouds import ClassificationMetrics
 
-AUGMENTATION = {
-    "transformations": [
-        {"type": "Rotation", "axis": [0, 0, 1], "angle_distribution": {"type": "uniform", "start": -3.1416, "end": 3.1416}},
-        {"type": "Scale", "scale_distribution": {"type": "uniform", "start": 0.9, "end": 1.1}},
-        {"type": "Jitter", "noise_distribution": {"type": "normal", "mean": 0.0, "stdev": 0.01}, "clip": 0.03},
-    ]
-}
+MODEL_FOLDERS = {"pointnet": "dense", "shadow": "shadow"}  # model type -> its folder under OUTPUT
+TILE_SIZE = 60.0  # metres
+TILE_DENSITY = 10.0  # ground points per m^2
 
 
-def per_class_accuracy(pred: np.ndarray, truth: np.ndarray, num_classes: int) -> dict[str, float | None]:
-    """Recall of each class (None where the class is absent from ``truth``)."""
-    result = {}
-    for c in range(num_classes):
-        sel = truth == c
-        result[CLASS_NAMES[c]] = float((pred[sel] == c).mean()) if sel.any() else None
-    return result
+def write_demo_tiles(folder: str, num_tiles: int, seed: int, *, size: float = TILE_SIZE,
+                     density: float = TILE_DENSITY) -> list[str]:
+    """``folder/tile_<i>.laz`` for ``num_tiles`` synthetic tiles of ``seed``; returns the paths."""
+    return write_tiles(folder, make_tiles(num_tiles, seed=seed, size=size, density=density))
 
 
-def _report(name: str, pred: np.ndarray, truth: np.ndarray, batches: int, seconds: float,
-            history: keras.callbacks.History, profiler: DataWaitProfiler) -> dict[str, Any]:
-    majority = np.bincount(truth.ravel(), minlength=len(CLASS_NAMES)).max() / truth.size
+def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None, progress: bool) -> dict:
+    """The train spec a user would write for ``train_tiles`` (paths relative to the spec file):
+    the recipe fills the sampler, features, classes, class weights and learning-rate schedule."""
+    folder = MODEL_FOLDERS[model_type]
+    spec: dict[str, Any] = {
+        "sequencer": {"type": "OfflineSequencer", "offline_storage": f"{folder}/cache.h5",
+                      "chunk_randomization": True, "batch_randomization": True, "progress": progress,
+                      "backbone": {"type": "Sequencer", "batch_size": recipe.BATCH_SIZE},
+                      "offline_pcloud": {"paths": train_tiles}},
+        "model": {"type": model_type},
+        "output": folder,
+    }
+    if epochs is not None:
+        spec["epochs"] = epochs
+    return spec
+
+
+def _command(argv: list[str], verbose: bool) -> None:
+    """Run ``pointseq <argv>`` through the command's own ``run`` (its output hidden when quiet)."""
+    args = build_parser().parse_args(argv)
+    command = {"predict": predict.run, "evaluate": evaluate.run}[args.command]
+    if verbose:
+        command(args)
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        command(args)
+
+
+def majority_baseline(evaluation: dict) -> dict:
+    """OA and mean IoU of always predicting the commonest reference class, from the
+    evaluation's confusion matrix (same classes, same ignored points)."""
+    confusion = np.asarray(evaluation["confusion_matrix"])
+    counts = confusion.sum(axis=1)
+    counts[list(evaluation["ignored"])] = 0
+    constant = np.zeros_like(confusion)
+    constant[:, int(np.argmax(counts))] = counts
+    metrics = ClassificationMetrics.from_confusion(constant, evaluation["ignored"], evaluation["class_names"])
+    return {"overall_accuracy": metrics.overall_accuracy, "mean_iou": metrics.mean_iou}
+
+
+def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None, verbose: bool) -> dict:
+    """Train ``model_type`` on all tiles but the last, predict and evaluate the last; returns its figures."""
+    folder = os.path.join(output, MODEL_FOLDERS[model_type])
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh run: no resuming from an earlier demo
+    os.makedirs(folder)
+    spec_path = os.path.join(output, f"train_{MODEL_FOLDERS[model_type]}.json")
+    relative = [os.path.relpath(p, output) for p in tiles[:-1]]
+    write_json(spec_path, demo_train_spec(model_type, relative, epochs, verbose))
+    say = print if verbose else (lambda *a: None)
+    say(f"\n== {model_type}: pointseq train {spec_path}")
+    start = time.perf_counter()
+    report = run_train(load_train_spec(spec_path), verbose=int(verbose))
+    trained = time.perf_counter()
+    predictions = os.path.join(folder, "predictions")
+    say(f"== {model_type}: pointseq predict {folder} {tiles[-1]} --output {predictions}")
+    _command(["predict", folder, tiles[-1], "--output", predictions] + ([] if verbose else ["--quiet"]), verbose)
+    predicted = predict.output_path(predictions, tiles[-1])
+    say(f"== {model_type}: pointseq evaluate {predicted} --classes {folder} --output {folder}")
+    _command(["evaluate", predicted, "--classes", folder, "--output", folder], verbose)
+    with open(os.path.join(folder, "evaluation.json"), encoding="utf-8") as f:
+        evaluation = json.load(f)
+    names = evaluation["class_names"]
     return {
-        "model": name,
-        "accuracy": float((pred == truth).mean()),
-        "majority_class_baseline": float(majority),
-        "per_class_accuracy": per_class_accuracy(pred, truth, len(CLASS_NAMES)),
-        "train_batches_per_s": batches / seconds,
-        "final_loss": float(history.history["loss"][-1]),
-        "first_loss": float(history.history["loss"][0]),
-        "data_wait_fraction": profiler.records[-1]["data_wait_fraction"] if profiler.records else None,
-        "mean_batch_load_ms": profiler.summary().get("mean_batch_load_ms"),
+        "model": model_type, "epochs": report["epochs"], "train_seconds": trained - start,
+        "predict_evaluate_seconds": time.perf_counter() - trained,
+        "iou": {_class_name(names[c]): evaluation["per_class"][names[c]]["iou"]
+                for c in range(len(names)) if c not in evaluation["ignored"]},
+        "mean_iou": evaluation["mean_iou"], "overall_accuracy": evaluation["overall_accuracy"],
+        "majority_baseline": majority_baseline(evaluation),
+        "files": {"train_spec": spec_path, "model": os.path.join(folder, "model.keras"), "prediction": predicted,
+                  "evaluation": os.path.join(folder, "evaluation.json"),
+                  "confusion_matrix": os.path.join(folder, "confusion_matrix.png")},
     }
 
 
-def _centre_xy(points: np.ndarray) -> np.ndarray:
-    """Move every scene's ground footprint to the origin (rotations then spin in place)."""
-    shift = points.mean(axis=1, keepdims=True)
-    shift[..., 2] = 0.0
-    return (points - shift).astype(np.float32)
+def _class_name(code: str) -> str:
+    """``ground (2)`` for a class map name that is an ASPRS code of the synthetic tiles."""
+    return f"{CLASS_CODES[int(code)]} ({code})" if code.isdigit() and int(code) in CLASS_CODES else code
 
 
-def _fit(model: keras.Model, seq: Any, epochs: int, verbose: int
-         ) -> tuple[keras.callbacks.History, float, DataWaitProfiler]:
-    """``model.fit`` on a sequencer, timed and profiled."""
-    profiler = DataWaitProfiler(seq)
+def run_demo(output: str, *, num_tiles: int = 5, epochs: int | None = None, seed: int = 0,
+             models: tuple[str, ...] = ("pointnet", "shadow"), verbose: bool = True,
+             tile_size: float = TILE_SIZE, tile_density: float = TILE_DENSITY) -> dict:
+    """Tiles, then train/predict/evaluate per model type; returns (and writes to ``output/report.json``)
+    the figures. A model type this installation lacks is skipped with a printed line."""
     start = time.perf_counter()
-    history = model.fit(seq, epochs=epochs, shuffle=False, verbose=2 if verbose else 0,
-                        callbacks=[EpochSync(seq), profiler])
-    return history, time.perf_counter() - start, profiler
-
-
-def run_demo(output_dir: str, *, num_scenes: int = 64, num_points: int = 1024, epochs: int = 20,
-             batch_size: int = 8, seed: int = 0, verbose: int = 1) -> dict[str, Any]:
-    """Run the demo; returns (and writes to ``output_dir/report.json``) the figures."""
-    if num_scenes < 5:
-        raise ValueError(f"num_scenes must be >= 5 (4 for training, 1 held out), got {num_scenes}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    os.makedirs(output_dir, exist_ok=True)
-    keras.utils.set_random_seed(seed)
-    points, labels = make_scenes(num_scenes, num_points, seed=seed)
-    points = _centre_xy(points)
-    n_val = max(1, num_scenes // 5)
-    train_x, train_y, val_x, val_y = points[n_val:], labels[n_val:], points[:n_val], labels[:n_val]
-    say = print if verbose else (lambda *a, **k: None)
-    say(f"{num_scenes} synthetic scenes of {num_points} points ({len(train_x)} train, {n_val} held out); "
-        f"classes: {', '.join(CLASS_NAMES)}")
-
-    # Dense path: an offline cache of the backbone's batches, augmented at read time.
-    backbone = Sequencer(train_x, train_y, batch_size=batch_size, seed=seed, augmentor=AUGMENTATION)
-    cache_path = os.path.join(output_dir, "demo_cache.h5")
-    say(f"building the offline cache {cache_path}")
-    train = OfflineSequencer(backbone, cache_path, chunk_size=4, chunk_randomization=True,
-                             batch_randomization=True, seed=seed, progress=bool(verbose))
-    model = build_pointnet_segmentation_model(num_points, len(CLASS_NAMES))
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    say("training the dense model from the cache")
-    history, seconds, profiler = _fit(model, train, epochs, verbose)
-    val = Sequencer(val_x, val_y, batch_size=batch_size, training=False)
-    pred = model.predict(val, verbose=0).argmax(axis=-1)
-    dense = _report("dense PointNet via OfflineSequencer", pred, val_y, epochs * len(train), seconds, history, profiler)
-    model.save(os.path.join(output_dir, "dense_model.keras"))
-
-    sparse = _train_sparse(points, labels, n_val, batch_size, seed, epochs, verbose)
-    report = {"num_scenes": num_scenes, "num_points": num_points, "epochs": epochs,
-              "backend": keras.backend.backend(), "dense": dense, "sparse": sparse}
-    tmp = os.path.join(output_dir, "report.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, os.path.join(output_dir, "report.json"))
-    _print_report(report, output_dir, say)
+    os.makedirs(output, exist_ok=True)
+    tiles = write_demo_tiles(os.path.join(output, "tiles"), num_tiles, seed, size=tile_size, density=tile_density)
+    if verbose:
+        print(f"wrote {num_tiles} synthetic tiles ({tile_size:g} m, {tile_density:g} points/m^2) into "
+              f"{os.path.join(output, 'tiles')}: {num_tiles - 1} to train on, {os.path.basename(tiles[-1])} held out")
+    results: dict[str, Any] = {}
+    for model_type in models:
+        if model_type not in MODEL_TYPES:
+            print(f"skipping the {model_type} model: this installation's pointseq train has no "
+                  f"model type {model_type!r} (it has {', '.join(sorted(MODEL_TYPES))})")
+            results[model_type] = {"model": model_type, "skipped": "model type not available"}
+            continue
+        results[model_type] = run_model(output, model_type, tiles, epochs, verbose)
+    report = {"tiles": tiles, "held_out": tiles[-1], "seed": seed, "models": results,
+              "seconds": time.perf_counter() - start}
+    write_json(os.path.join(output, "report.json"), report)
+    _print_summary(report, os.path.join(output, "report.json"))
     return report
 
 
-def _train_sparse(points: np.ndarray, labels: np.ndarray, n_val: int, batch_size: int, seed: int,
-                  epochs: int, verbose: int) -> dict[str, Any]:
-    """The sparse path: voxel grids padded into shadow batches, the first ``n_val`` held out."""
-    val_y = labels[:n_val]
-    grids = [build_sparse_grid(p, labels=lab, cell_size=0.25, depth=3) for p, lab in zip(points, labels)]
-    max_rows = [max(g.num_cells(t) for g in grids) for t in range(3)]  # one shape for both
-    shadow_train = SparseShadowSequencer(grids[n_val:], batch_size=batch_size, seed=seed, max_rows=max_rows)
-    shadow_val = SparseShadowSequencer(grids[:n_val], batch_size=batch_size, training=False, max_rows=max_rows)
-    shadow_model = build_shadow_segmentation_model(
-        num_features=shadow_train.num_features, num_classes=len(CLASS_NAMES), depth=3,
-        max_rows=shadow_train.max_rows)
-    shadow_model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                         weighted_metrics=["accuracy"])
-    if verbose:
-        print("training the sparse shadow model")
-    history_s, seconds_s, profiler_s = _fit(shadow_model, shadow_train, epochs, verbose)
-    cell_probs = shadow_model.predict(shadow_val, verbose=0)
-    point_pred = shadow_val.post_process_output(cell_probs, to_points=True)
-    pred_s = np.stack([p.argmax(axis=-1) for p in point_pred])
-    return _report("sparse shadow U-Net via SparseShadowSequencer", pred_s, val_y, epochs * len(shadow_train),
-                   seconds_s, history_s, profiler_s)
-
-
-def _print_report(report: dict[str, Any], output_dir: str, say: Any) -> None:
-    for part in (report["dense"], report["sparse"]):
-        say(f"\n{part['model']}: held-out point accuracy {part['accuracy']:.3f} "
-            f"(majority-class baseline {part['majority_class_baseline']:.3f}), "
-            f"{part['train_batches_per_s']:.1f} train batches/s")
-        for name, acc in part["per_class_accuracy"].items():
-            say(f"  {name:9s} {'absent' if acc is None else f'{acc:.3f}'}")
-    say(f"\nwrote {os.path.join(output_dir, 'report.json')}")
+def _print_summary(report: dict, path: str) -> None:
+    print(f"\nheld-out tile {report['held_out']}")
+    for result in report["models"].values():
+        if "skipped" in result:
+            print(f"{result['model']}: skipped ({result['skipped']})")
+            continue
+        classes = ", ".join(f"{name} {iou:.3f}" for name, iou in result["iou"].items())
+        print(f"{result['model']} ({result['epochs']} epochs, trained in {result['train_seconds']:.0f} s): "
+              f"IoU {classes}; mean IoU {result['mean_iou']:.3f} (majority baseline "
+              f"{result['majority_baseline']['mean_iou']:.3f}), OA {result['overall_accuracy']:.3f}")
+        for what, file in result["files"].items():
+            print(f"  {what:17s} {file}")
+    print(f"wrote {path}; {report['seconds']:.0f} s in all")
 
 
 def run(args: argparse.Namespace) -> int:
-    for name, value, minimum in (("--scenes", args.scenes, 5), ("--points", args.points, 64),
-                                 ("--epochs", args.epochs, 1)):
-        if value < minimum:
-            raise UsageError(f"{name} must be >= {minimum}, got {value}")
-    report = run_demo(args.output, num_scenes=args.scenes, num_points=args.points, epochs=args.epochs,
-                      seed=args.seed, verbose=0 if args.quiet else 1)
-    if args.quiet:
-        for part in (report["dense"], report["sparse"]):
-            print(f"{part['model']}: accuracy {part['accuracy']:.3f} "
-                  f"(baseline {part['majority_class_baseline']:.3f})")
+    if args.tiles < 2:
+        raise UsageError(f"--tiles must be >= 2 (at least one to train on, the last held out), got {args.tiles}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    models = tuple(m.strip().lower() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODEL_FOLDERS]
+    if not models or unknown:
+        raise UsageError(f"--models must name some of {', '.join(MODEL_FOLDERS)} (comma-separated), "
+                         f"got {args.models!r}")
+    run_demo(args.output, num_tiles=args.tiles, epochs=args.epochs, seed=args.seed, models=models,
+             verbose=not args.quiet)
     return 0

@@ -13,12 +13,16 @@ from pointseq import __version__
 
 
 def _demo(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("demo", help="train and predict on embedded synthetic scenes")
-    parser.add_argument("--output", default="demo_output", help="folder for the cache, model and report")
-    parser.add_argument("--scenes", type=int, default=64, help="number of synthetic scenes (default 64)")
-    parser.add_argument("--points", type=int, default=1024, help="points per scene (default 1024)")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs per model (default 20)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = commands.add_parser(
+        "demo", help="train, predict and evaluate the dense and shadow models on synthetic LiDAR tiles")
+    parser.add_argument("--output", default="demo_output",
+                        help="folder for the tiles, train specs, models, predictions and evaluations")
+    parser.add_argument("--tiles", type=int, default=5, help="synthetic tiles, the last held out (default 5)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs per model (default: the recipe's, 6 dense)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic tiles (default 0)")
+    parser.add_argument("--models", default="pointnet,shadow",
+                        help="comma-separated model types to run (default pointnet,shadow)")
     parser.add_argument("--quiet", action="store_true", help="print only the final figures")
     parser.set_defaults(run="pointseq.cli.demo:run")
 
