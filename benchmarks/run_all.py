@@ -18,7 +18,7 @@ from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ("bench_augment.py", "bench_shadow.py", "bench_offline.py", "bench_fit.py", "bench_keras_path.py",
-           "bench_fields.py", "bench_grids.py")
+           "bench_fields.py", "bench_grids.py", "bench_predict.py", "bench_sharded.py")
 
 
 def machine() -> dict:

@@ -20,7 +20,6 @@ import numpy as np
 from pointseq.cli.models import model_type
 from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, PropagationAccumulator, sampler_from_spec
-from pointseq.pointclouds.field_inputs import field_inputs, field_scale
 from pointseq.sequencers.seeding import field_rng
 
 PIPELINE_FILE = "pipeline.json"
@@ -28,11 +27,13 @@ MODEL_FILE = "model.keras"
 FIELDS_PER_BLOCK = 256  # fields whose inputs and probabilities are held at once
 
 
-def make_pipeline(model_spec: dict, pcloud_config: dict) -> dict:
-    """The ``pipeline.json`` content from the model spec and a cache's stored ``offline_pcloud`` config."""
+def make_pipeline(model_spec: dict, pcloud_config: dict, prediction_settings: dict | None = None) -> dict:
+    """The ``pipeline.json`` content from the model spec (plus what its type needs to predict,
+    e.g. the shadow model's padded rows) and a cache's stored ``offline_pcloud`` config."""
     sampler = dict(pcloud_config["sampler"])
     sampler["training_class_distribution"] = None  # prediction covers every point
-    return {"model": {k: v for k, v in model_spec.items() if k != "num_classes"}, "sampler": sampler,
+    model = {**{k: v for k, v in model_spec.items() if k != "num_classes"}, **(prediction_settings or {})}
+    return {"model": model, "sampler": sampler,
             "features": pcloud_config["feature_normalisation"], "inputs": pcloud_config.get("inputs"),
             "class_map": pcloud_config["class_map"], "label": pcloud_config.get("label", "classification"),
             "seed": pcloud_config.get("seed", 0)}
@@ -77,8 +78,8 @@ def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batc
     bar = keras.utils.Progbar(len(fields), unit_name="field") if progress else None
     for first in range(0, len(fields), FIELDS_PER_BLOCK):
         stop = min(first + FIELDS_PER_BLOCK, len(fields))
-        inputs = field_inputs(fields, features, field_scale(sampler), first, stop)
-        accumulator.add(first, entry.predict_fields(model, inputs, batch_size))
+        accumulator.add(first, entry.predict_fields(model, pipeline, cloud.points, fields, features, first, stop,
+                                                    batch_size))
         if bar is not None:
             bar.update(stop)
     return accumulator.result()

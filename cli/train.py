@@ -129,15 +129,10 @@ def _output_folder(out: str) -> str:
 def _training_sequencer(spec: dict) -> Any:
     try:
         with inputs_as_usage_errors("sequencer"):
-            train = model_type(spec["model"]).training_sequencer(spec["sequencer"], spec["X"], spec["y"])
+            return model_type(spec["model"]).training_sequencer(spec["sequencer"], spec["X"], spec["y"],
+                                                                spec["model"])
     except OfflineStorageError as exc:  # a missing or foreign cache the spec names
         raise UsageError(f"sequencer: {exc}") from None
-    x, y = train[0][:2]
-    if not isinstance(x, np.ndarray) or x.ndim != 3 or y is None or y.shape != x.shape[:2]:
-        raise UsageError(
-            "the pointnet model takes batches of one array (B, N, F) with labels (B, N); got x "
-            f"{getattr(x, 'shape', type(x).__name__)} and y {getattr(y, 'shape', None)}")
-    return train
 
 
 def _num_classes(spec: dict, train: Any, class_map: ClassMap | None) -> int:
@@ -148,7 +143,8 @@ def _num_classes(spec: dict, train: Any, class_map: ClassMap | None) -> int:
         if spec["y"] is None:
             raise UsageError("model.num_classes is required when the labels come from offline_pcloud files")
         num_classes = int(np.max(spec["y"])) + 1
-    _check_num_classes(num_classes, spec["y"], train[0][1])
+    if class_map is None:  # a class map gives the ids and the count itself
+        _check_num_classes(num_classes, spec["y"], train[0][1])
     return num_classes
 
 
@@ -161,8 +157,7 @@ def _model(spec: dict, train: Any, num_classes: int, pcloud: dict | None, verbos
         if verbose:
             print(f"resuming from {model_path} at epoch {min(train.epoch, spec['epochs'])}")
         return keras.saving.load_model(model_path), min(train.epoch, spec["epochs"]), {"resumed": True}
-    x = train[0][0]
-    model = model_type(spec["model"]).build(spec["model"], x.shape[1:], num_classes)
+    model = model_type(spec["model"]).build(spec["model"], train, num_classes)
     if pcloud is not None and pcloud.get("class_counts"):  # the recipe: class weights, cosine decay
         settings = recipe.compile_for_recipe(model, pcloud["class_counts"], spec["epochs"] * len(train),
                                              spec["learning_rate"])
@@ -192,7 +187,8 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
                               "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
                               "profiler": profiler.summary() if profiler.records else None}
     if pcloud is not None and class_map is not None:
-        pipeline = make_pipeline(spec["model"], pcloud)
+        pipeline = make_pipeline(spec["model"], pcloud,
+                                 model_type(spec["model"]).prediction_settings(spec["model"], train))
         write_json(os.path.join(out, PIPELINE_FILE), pipeline)
         with open(spec["file"], encoding="utf-8") as f:
             write_json(os.path.join(out, "train_spec.json"), json.load(f))

@@ -1,0 +1,65 @@
+"""Whole-tile prediction throughput on CPU: points of a tile classified per second.
+
+Workload: one synthetic georeferenced tile (`pointseq.cli.synthetic_tiles`, 100 m x 100 m)
+predicted by `pointseq predict`'s own path (`cli.tile_pipeline.predict_cloud`): the recipe's
+covering fields, inputs built per block of fields, a PointNet of the recipe's width through
+a predict-mode `Sequencer`, probabilities propagated back to every point. The model is
+untrained (throughput does not depend on its weights). The phases are timed separately:
+cutting the fields, and predicting + propagating. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from pointseq.cli import recipe  # noqa: E402
+from pointseq.cli.synthetic_tiles import make_tiles  # noqa: E402
+from pointseq.cli.tile_pipeline import predict_cloud  # noqa: E402
+from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, sampler_from_spec  # noqa: E402
+from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model  # noqa: E402
+from pointseq.sequencers.seeding import field_rng  # noqa: E402
+
+
+def tile_cloud(size: float, seed: int) -> PointCloud:
+    tile = make_tiles(1, seed=seed, size=size)[0]
+    attributes = {k: v for k, v in tile.items() if k != "xyz"}
+    return PointCloud(tile["xyz"], attributes, tile["classification"].astype(np.int64), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=float, default=100.0, help="tile side in metres")
+    args = parser.parse_args()
+    cloud = tile_cloud(args.size, seed=0)
+    features = FeatureSpec.from_spec(recipe.FEATURES)
+    pipeline = {"model": {"type": "pointnet"}, "sampler": recipe.SAMPLER,
+                "features": features.get_config()["features"],
+                "class_map": ClassMap.from_spec(recipe.CLASSES, np.unique(cloud.labels)).get_config(), "seed": 0}
+    num_classes = ClassMap.from_config(pipeline["class_map"]).num_classes
+    model = build_pointnet_segmentation_model(recipe.NUM_POINTS, num_classes, num_features=4 + len(features),
+                                              width=64)
+    start = time.perf_counter()
+    fields = sampler_from_spec(recipe.SAMPLER)(cloud.points, field_rng(0, 0))
+    cut_s = time.perf_counter() - start
+    predict_cloud(model, pipeline, cloud, batch_size=16)  # warm-up: the model's first trace
+    start = time.perf_counter()
+    probabilities = predict_cloud(model, pipeline, cloud, batch_size=16)
+    total_s = time.perf_counter() - start
+    assert probabilities.shape == (len(cloud), num_classes)
+    print(json.dumps({
+        "benchmark": "predict_throughput",
+        "points": len(cloud), "fields": len(fields), "num_points_per_field": recipe.NUM_POINTS,
+        "cut_fields_s": round(cut_s, 3), "predict_tile_s": round(total_s, 3),
+        "points_per_s": round(len(cloud) / total_s), "field_points_per_s": round(len(fields) * recipe.NUM_POINTS / total_s),
+    }))
+
+
+if __name__ == "__main__":
+    main()
