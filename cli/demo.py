@@ -18,6 +18,7 @@ import shutil
 import time
 from typing import Any
 
+import keras
 import numpy as np
 
 from pointseq.cli import evaluate, predict, recipe
@@ -30,7 +31,8 @@ from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassificationMetrics
 
 MODEL_FOLDERS = {"pointnet": "dense", "shadow": "shadow"}  # model type -> its folder under OUTPUT
-TILE_SIZE = 60.0  # metres
+RECIPE_EPOCHS = {"pointnet": recipe.DENSE["epochs"], "shadow": recipe.SHADOW["epochs"]}
+TILE_SIZE = 45.0  # metres: 100 fields a tile, 25 batches an epoch on 4 tiles
 TILE_DENSITY = 10.0  # ground points per m^2
 
 
@@ -40,21 +42,20 @@ def write_demo_tiles(folder: str, num_tiles: int, seed: int, *, size: float = TI
     return write_tiles(folder, make_tiles(num_tiles, seed=seed, size=size, density=density))
 
 
-def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None, progress: bool) -> dict:
+def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None, seed: int, progress: bool) -> dict:
     """The train spec a user would write for ``train_tiles`` (paths relative to the spec file):
-    the recipe fills the sampler, features, classes, class weights and learning-rate schedule."""
+    the recipe fills the sampler, features, classes, class weights and learning-rate schedule;
+    ``seed`` fixes the batch order (and `run_model` the initial weights), so a rerun repeats the figures."""
     folder = MODEL_FOLDERS[model_type]
-    spec: dict[str, Any] = {
+    return {
         "sequencer": {"type": "OfflineSequencer", "offline_storage": f"{folder}/cache.h5",
-                      "chunk_randomization": True, "batch_randomization": True, "progress": progress,
+                      "chunk_randomization": True, "batch_randomization": True, "seed": seed, "progress": progress,
                       "backbone": {"type": "Sequencer", "batch_size": recipe.BATCH_SIZE},
                       "offline_pcloud": {"paths": train_tiles}},
         "model": {"type": model_type},
+        "epochs": RECIPE_EPOCHS[model_type] if epochs is None else epochs,
         "output": folder,
     }
-    if epochs is not None:
-        spec["epochs"] = epochs
-    return spec
 
 
 def _command(argv: list[str], verbose: bool) -> None:
@@ -80,16 +81,17 @@ def majority_baseline(evaluation: dict) -> dict:
     return {"overall_accuracy": metrics.overall_accuracy, "mean_iou": metrics.mean_iou}
 
 
-def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None, verbose: bool) -> dict:
+def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None, seed: int, verbose: bool) -> dict:
     """Train ``model_type`` on all tiles but the last, predict and evaluate the last; returns its figures."""
     folder = os.path.join(output, MODEL_FOLDERS[model_type])
     shutil.rmtree(folder, ignore_errors=True)  # a fresh run: no resuming from an earlier demo
     os.makedirs(folder)
     spec_path = os.path.join(output, f"train_{MODEL_FOLDERS[model_type]}.json")
     relative = [os.path.relpath(p, output) for p in tiles[:-1]]
-    write_json(spec_path, demo_train_spec(model_type, relative, epochs, verbose))
+    write_json(spec_path, demo_train_spec(model_type, relative, epochs, seed, verbose))
     say = print if verbose else (lambda *a: None)
     say(f"\n== {model_type}: pointseq train {spec_path}")
+    keras.utils.set_random_seed(seed)  # the model's initial weights
     start = time.perf_counter()
     report = run_train(load_train_spec(spec_path), verbose=int(verbose))
     trained = time.perf_counter()
@@ -138,7 +140,7 @@ def run_demo(output: str, *, num_tiles: int = 5, epochs: int | None = None, seed
                   f"model type {model_type!r} (it has {', '.join(sorted(MODEL_TYPES))})")
             results[model_type] = {"model": model_type, "skipped": "model type not available"}
             continue
-        results[model_type] = run_model(output, model_type, tiles, epochs, verbose)
+        results[model_type] = run_model(output, model_type, tiles, epochs, seed, verbose)
     report = {"tiles": tiles, "held_out": tiles[-1], "seed": seed, "models": results,
               "seconds": time.perf_counter() - start}
     write_json(os.path.join(output, "report.json"), report)
