@@ -31,7 +31,6 @@ from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassificationMetrics
 
 MODEL_FOLDERS = {"pointnet": "dense", "shadow": "shadow"}  # model type -> its folder under OUTPUT
-RECIPE_EPOCHS = {"pointnet": recipe.DENSE["epochs"], "shadow": recipe.SHADOW["epochs"]}
 TILE_SIZE = 45.0  # metres: 100 fields a tile, 25 batches an epoch on 4 tiles
 TILE_DENSITY = 10.0  # ground points per m^2
 
@@ -53,7 +52,7 @@ def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None,
                       "backbone": {"type": "Sequencer", "batch_size": recipe.BATCH_SIZE},
                       "offline_pcloud": {"paths": train_tiles}},
         "model": {"type": model_type},
-        "epochs": RECIPE_EPOCHS[model_type] if epochs is None else epochs,
+        "epochs": recipe.default_epochs({"type": model_type}) if epochs is None else epochs,
         "output": folder,
     }
 

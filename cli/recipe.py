@@ -40,7 +40,13 @@ LEARNING_RATE = 3e-3
 FINAL_LEARNING_RATE_FRACTION = 0.05
 BATCH_SIZE = 16
 DENSE = {"width": 64, "epochs": 6}
-SHADOW = {"width": 32, "epochs": 4, "cell_size": 0.5, "depth": 4}  # cell in metres, before scaling
+SHADOW = {"width": 32, "epochs": 6, "cell_size": 0.5, "depth": 4}  # cell in metres, before scaling
+
+
+def default_epochs(model_spec: dict) -> int:
+    """The recipe's epochs for a model spec's type (``pointnet`` unless it says ``shadow``)."""
+    shadow = str(model_spec.get("type", "pointnet")).lower() == "shadow"
+    return (SHADOW if shadow else DENSE)["epochs"]
 
 
 def inverse_frequency_weights(class_counts: list[int] | np.ndarray) -> list[float]:

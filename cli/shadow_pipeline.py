@@ -31,7 +31,7 @@ FILE_KEYS = ("paths", "sampler", "label", "label_column", "classes", "features",
 
 def shadow_model_settings(model_spec: dict) -> dict:
     """``{"type": "shadow", "width", "cell_size", "depth", "max_rows", "epochs"}`` with the
-    recipe's defaults (width 32, 0.5 m cells, depth 4, 4 epochs) filled in."""
+    recipe's defaults (width 32, 0.5 m cells, depth 4, 6 epochs) filled in."""
     check_spec_keys(model_spec, "shadow model", MODEL_KEYS)
     if str(model_spec.get("type", "shadow")).lower() != "shadow":
         raise ValueError(f"model type must be 'shadow' here, got {model_spec.get('type')!r}")

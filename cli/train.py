@@ -97,7 +97,7 @@ def load_train_spec(path: str) -> dict:
     return {
         "sequencer": with_recipe_defaults(resolve_sequencer_paths(spec["sequencer"], base)),
         "X": X, "y": y, "validation": _validation(spec, base), "model": model, "file": os.path.abspath(path),
-        "epochs": _positive(spec, "epochs", recipe.DENSE["epochs"], int),
+        "epochs": _positive(spec, "epochs", recipe.default_epochs(model), int),
         "learning_rate": float(_positive(spec, "learning_rate", recipe.LEARNING_RATE, float)),
         "output": resolve_path_or_default(spec.get("output", "train_output"), base),
     }
