@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from pointseq.offline.pointcloud_source import PointCloudSource
+from pointseq.offline.pointcloud_source import PointCloudSource, file_options
 from pointseq.pointclouds.field_grids import SparseGridPreProcessor, largest_cells, padded_rows
 from pointseq.pointclouds.reading import FORMAT_DEFAULT
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, sampler_from_spec
@@ -55,15 +55,7 @@ class GridSource:
                 "offline_pcloud for a SparseShadowSequencer backbone must be a dict with 'paths', 'sampler' "
                 "(e.g. {'type': 'CoveringFieldSampler', ...}) and 'grid' (e.g. {'type': "
                 "'SparseGridPreProcessor', 'cell_size': 0.5, 'depth': 4}), got " + repr(spec))
-        unknown = sorted(k for k in spec if k not in SPEC_KEYS and not str(k).startswith("_"))
-        if unknown:
-            raise ValueError(f"offline_pcloud has unknown keys {unknown}; valid keys: {', '.join(SPEC_KEYS)}")
-        if "label" in spec and "label_column" in spec:
-            raise ValueError("offline_pcloud: give 'label' or its alias 'label_column', not both")
-        label = spec.get("label", spec.get("label_column", FORMAT_DEFAULT))
-        return cls(spec["paths"], spec["sampler"], spec["grid"], label=label, classes=spec.get("classes"),
-                   features=spec.get("features"), use_features=spec.get("use_features", True),
-                   seed=spec.get("seed", 0))
+        return cls(spec["paths"], spec["sampler"], spec["grid"], **file_options(spec, SPEC_KEYS))
 
     @property
     def paths(self) -> list[str]:

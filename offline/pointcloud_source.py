@@ -84,15 +84,7 @@ class PointCloudSource:
                 "{'type': 'FurthestPointSubsamplingPreProcessor', 'num_points': 1024, 'neighborhood': "
                 "{'type': 'cylinder', 'radius': 5.0}}), got " + repr(spec)
             )
-        unknown = sorted(k for k in spec if k not in SPEC_KEYS and not str(k).startswith("_"))
-        if unknown:
-            raise ValueError(f"offline_pcloud has unknown keys {unknown}; valid keys: {', '.join(SPEC_KEYS)}")
-        if "label" in spec and "label_column" in spec:
-            raise ValueError("offline_pcloud: give 'label' or its alias 'label_column', not both")
-        label = spec.get("label", spec.get("label_column", FORMAT_DEFAULT))
-        return cls(spec["paths"], spec["sampler"], label=label, classes=spec.get("classes"),
-                   features=spec.get("features"), use_features=spec.get("use_features", True),
-                   seed=spec.get("seed", 0))
+        return cls(spec["paths"], spec["sampler"], **file_options(spec, SPEC_KEYS))
 
     def get_config(self) -> dict:
         """The spec (what the fingerprint covers, with the files' bytes)."""
@@ -241,3 +233,16 @@ def _rows(parts: tuple, first: int, stop: int) -> tuple:
 def print_progress(message: str) -> None:
     """Per-file progress of a cache build, on stderr."""
     print(f"offline_pcloud: {message}", file=sys.stderr, flush=True)
+
+
+def file_options(spec: dict, valid_keys: tuple[str, ...]) -> dict:
+    """The keyword arguments an ``offline_pcloud`` spec gives besides paths and sampler, its
+    keys checked (``_`` keys ignored) and ``label_column`` read as an alias of ``label``."""
+    unknown = sorted(k for k in spec if k not in valid_keys and not str(k).startswith("_"))
+    if unknown:
+        raise ValueError(f"offline_pcloud has unknown keys {unknown}; valid keys: {', '.join(valid_keys)}")
+    if "label" in spec and "label_column" in spec:
+        raise ValueError("offline_pcloud: give 'label' or its alias 'label_column', not both")
+    return {"label": spec.get("label", spec.get("label_column", FORMAT_DEFAULT)), "classes": spec.get("classes"),
+            "features": spec.get("features"), "use_features": spec.get("use_features", True),
+            "seed": spec.get("seed", 0)}
