@@ -104,24 +104,37 @@ def _install_hook() -> None:
         py_dataset_adapter._DATA_POOLS = _WatchedPools(pools)
     initializer = getattr(py_dataset_adapter, "init_pool_generator", None)
     if initializer is not None and not getattr(initializer, "ignores_sigint", False):
-        py_dataset_adapter.init_pool_generator = _ignoring_sigint(initializer)
+        py_dataset_adapter.init_pool_generator = IgnoringSigint(initializer)
 
 
-def _ignoring_sigint(initializer: Any) -> Any:
+class IgnoringSigint:
     """Keras' pool initializer, run after making the worker ignore SIGINT.
 
     Ctrl-C in a terminal sends SIGINT to the whole process group. A worker interrupted in
     the middle of a task can die holding the pool's queue lock, and the main process then
     waits on that lock forever while shutting the pool down. Only the main process should
     react: it stops ``fit`` and terminates the pool, whose workers are still intact.
+    It pickles by name only: a spawned worker imports Keras afresh, where its module still
+    holds the original initializer.
     """
 
-    def initialize(*args: Any, **kwargs: Any) -> Any:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return initializer(*args, **kwargs)
+    ignores_sigint = True
 
-    initialize.ignores_sigint = True
-    return initialize
+    def __init__(self, initializer: Any = None) -> None:
+        self.initializer = initializer
+
+    def __reduce__(self) -> tuple:
+        return (IgnoringSigint, ())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        initializer = self.initializer
+        if initializer is None:  # unpickled in a spawned worker
+            from keras.src.trainers.data_adapters import py_dataset_adapter
+
+            initializer = py_dataset_adapter.init_pool_generator
+            initializer = getattr(initializer, "initializer", None) or initializer
+        return initializer(*args, **kwargs)
 
 
 def _record_workers(pool: Any) -> None:

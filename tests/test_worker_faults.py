@@ -225,6 +225,7 @@ def test_keras_worker_processes_ignore_sigint_once_watched():
     assert ensure_watchdog()
     initializer = py_dataset_adapter.init_pool_generator
     assert initializer.ignores_sigint
-    with multiprocessing.get_context("fork").Pool(1, initializer=initializer, initargs=([], None, None)) as pool:
-        assert pool.apply(_sigint_handler) == int(signal.SIG_IGN)
+    for method in ("fork", "spawn"):  # a spawned worker unpickles the initializer
+        with multiprocessing.get_context(method).Pool(1, initializer=initializer, initargs=([], None, None)) as pool:
+            assert pool.apply(_sigint_handler) == int(signal.SIG_IGN)
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the main process still reacts
