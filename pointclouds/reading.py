@@ -1,7 +1,7 @@
 """Read point-cloud files into float64 points, named raw attributes and raw label codes.
 
 One function, :func:`read_point_cloud`, for ``.npy``, ``.npz``, ``.xyz``/``.txt``/``.csv``,
-``.las``, ``.laz`` (laspy with a LAZ backend, ``pip install pointseq[las]``) and ``.ply``
+``.las``, ``.laz`` (laspy with its lazrs LAZ backend, both dependencies) and ``.ply``
 (plyfile, ``pip install pointseq[ply]``). Coordinates stay float64: georeferenced tiles sit at
 offsets of 1e5-1e7 where a float32 step is up to a metre.
 """
