@@ -25,8 +25,9 @@ from pointseq.cli import evaluate, predict, recipe
 from pointseq.cli.models import MODEL_TYPES
 from pointseq.cli.parser import build_parser
 from pointseq.cli.synthetic_tiles import CLASS_CODES, make_tiles, write_tiles
-from pointseq.cli.tile_pipeline import write_json
+
 from pointseq.cli.train import load_train_spec, run_train
+from pointseq.sequencers.callbacks.sequencer_checkpoint import write_json_atomic
 from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassificationMetrics
 
@@ -87,7 +88,7 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
     os.makedirs(folder)
     spec_path = os.path.join(output, f"train_{MODEL_FOLDERS[model_type]}.json")
     relative = [os.path.relpath(p, output) for p in tiles[:-1]]
-    write_json(spec_path, demo_train_spec(model_type, relative, epochs, seed, verbose))
+    write_json_atomic(spec_path, demo_train_spec(model_type, relative, epochs, seed, verbose))
     say = print if verbose else (lambda *a: None)
     say(f"\n== {model_type}: pointseq train {spec_path}")
     keras.utils.set_random_seed(seed)  # the model's initial weights
@@ -142,7 +143,7 @@ def run_demo(output: str, *, num_tiles: int = 5, epochs: int | None = None, seed
         results[model_type] = run_model(output, model_type, tiles, epochs, seed, verbose)
     report = {"tiles": tiles, "held_out": tiles[-1], "seed": seed, "models": results,
               "seconds": time.perf_counter() - start}
-    write_json(os.path.join(output, "report.json"), report)
+    write_json_atomic(os.path.join(output, "report.json"), report)
     _print_summary(report, os.path.join(output, "report.json"))
     return report
 

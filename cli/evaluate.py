@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from pointseq.cli.tile_pipeline import PIPELINE_FILE, write_json
+from pointseq.cli.tile_pipeline import PIPELINE_FILE
+from pointseq.sequencers.callbacks.sequencer_checkpoint import write_json_atomic
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.pointclouds import ClassificationMetrics, ClassMap, classification_metrics, read_point_cloud
 
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = evaluate(reference, prediction, _class_map(args.classes, args.ignore, reference))
     os.makedirs(args.output, exist_ok=True)
     print(metrics.format_table())
-    write_json(os.path.join(args.output, "evaluation.json"), {"files": args.files, **metrics.to_dict()})
+    write_json_atomic(os.path.join(args.output, "evaluation.json"), {"files": args.files, **metrics.to_dict()})
     save_confusion_png(metrics, os.path.join(args.output, "confusion_matrix.png"))
     print(f"wrote {os.path.join(args.output, 'evaluation.json')} and "
           f"{os.path.join(args.output, 'confusion_matrix.png')}")

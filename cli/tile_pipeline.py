@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import keras
 import numpy as np
@@ -37,14 +36,6 @@ def make_pipeline(model_spec: dict, pcloud_config: dict, prediction_settings: di
             "features": pcloud_config["feature_normalisation"], "inputs": pcloud_config.get("inputs"),
             "class_map": pcloud_config["class_map"], "label": pcloud_config.get("label", "classification"),
             "seed": pcloud_config.get("seed", 0)}
-
-
-def write_json(path: str, content: Any) -> None:
-    """Write JSON through a temporary name, so a crash leaves the old file or none."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(content, f, indent=2)
-    os.replace(tmp, path)
 
 
 def load_training_output(folder: str) -> tuple[keras.Model, dict]:

@@ -41,7 +41,8 @@ import numpy as np
 from pointseq.cli import recipe
 from pointseq.cli.models import model_type
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_path, resolve_sequencer_paths
-from pointseq.cli.tile_pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud, write_json
+from pointseq.cli.tile_pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud
+from pointseq.sequencers.callbacks.sequencer_checkpoint import write_json_atomic
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.pointclouds import ClassMap, classification_metrics, read_point_cloud
@@ -189,15 +190,15 @@ def run_train(spec: dict, *, verbose: int = 1) -> dict:
     if pcloud is not None and class_map is not None:
         pipeline = make_pipeline(spec["model"], pcloud,
                                  model_type(spec["model"]).prediction_settings(spec["model"], train))
-        write_json(os.path.join(out, PIPELINE_FILE), pipeline)
+        write_json_atomic(os.path.join(out, PIPELINE_FILE), pipeline)
         with open(spec["file"], encoding="utf-8") as f:
-            write_json(os.path.join(out, "train_spec.json"), json.load(f))
+            write_json_atomic(os.path.join(out, "train_spec.json"), json.load(f))
     if isinstance(spec["validation"], dict):
         report["validation"] = validate_on_files(model, pipeline, spec["validation"]["paths"], train.batch_size,
                                                  verbose)
     elif spec["validation"] is not None:
         report.update(_validate_on_arrays(model, spec["validation"], train.batch_size, num_classes))
-    write_json(os.path.join(out, "report.json"), report)
+    write_json_atomic(os.path.join(out, "report.json"), report)
     return report
 
 

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
+from pointseq.arguments import require_int
 from pointseq.offline.reader import CacheReader, Chunk
 
 
@@ -50,10 +51,8 @@ class ChunkCache:
     """
 
     def __init__(self, reader: CacheReader, max_resident_chunks: int = 2) -> None:
-        if isinstance(max_resident_chunks, bool) or not isinstance(max_resident_chunks, int) or max_resident_chunks < 1:
-            raise ValueError(f"max_resident_chunks must be a positive int, got {max_resident_chunks!r}")
         self.reader = reader
-        self.max_resident_chunks = max_resident_chunks
+        self.max_resident_chunks = require_int("max_resident_chunks", max_resident_chunks, 1)
         self._reset()
 
     def _reset(self) -> None:

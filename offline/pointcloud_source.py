@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from pointseq.arguments import require_int
 from pointseq.offline.fingerprint import files_digest
 from pointseq.pointclouds.classes import ClassMap
 from pointseq.pointclouds.features import FeatureSpec
@@ -56,9 +57,7 @@ class PointCloudSource:
         if not isinstance(sampler, CoveringFieldSampler):
             raise TypeError(f"offline_pcloud sampler must be a CoveringFieldSampler or its spec dict, "
                             f"got {type(sampler).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ValueError(f"offline_pcloud seed must be an int >= 0, got {seed!r}")
-        self.seed = seed
+        self.seed = require_int("offline_pcloud seed", seed, 0)
         if label is not FORMAT_DEFAULT and label is not None and not isinstance(label, (str, int)):
             raise TypeError(f"offline_pcloud label must be a dimension name, a column index or None, got {label!r}")
         self.paths = paths
