@@ -1,7 +1,9 @@
 """Epoch time through the data path ``model.fit`` builds on TensorFlow, no model compute.
 
-Keras wraps a PyDataset in ``tf.data.Dataset.from_generator`` (behind its own thread pool
-when ``workers > 1``); this times Keras' ``TFEpochIterator`` over a pointseq `Sequencer`
+Keras wraps a PyDataset in ``tf.data.Dataset.from_generator`` (behind its own thread pool,
+with tf.data's prefetching off, when the PyDataset reports ``workers > 1``; a pointseq
+sequencer runs its worker threads itself and reports 1, and the ``keras_thread_pool`` row
+times Keras' pool for comparison); this times Keras' ``TFEpochIterator`` over a pointseq `Sequencer`
 against a plain tf.data pipeline doing the same work (shuffled, batch 32, random-axis
 rotation + scale + clipped Gaussian jitter) and pulls every batch as ``fit`` does. One
 process, side by side, best of ``--repeats`` epochs after a warm-up epoch. It also counts
@@ -121,6 +123,10 @@ def measure(points: int, samples: int, repeats: int) -> dict:
         seconds, faults = timed(lambda: keras_epoch(it), repeats)
         row[f"pointseq_fit_path_w{workers}_epoch_s"] = round(seconds, 4)
         row[f"pointseq_fit_path_w{workers}_minor_faults"] = faults
+    pooled = make_sequencer(X, y, 1)
+    pooled.workers = 2  # Keras' own thread pool, as before the sequencer ran its worker threads
+    it = TFEpochIterator(distribute_strategy=strategy, x=pooled, shuffle=False)
+    row["keras_thread_pool_w2_epoch_s"] = round(timed(lambda: keras_epoch(it), repeats)[0], 4)
     ready = seq[0]  # the sequencer's own aligned buffers
     floor = TFEpochIterator(distribute_strategy=strategy, x=ReadyBatches(ready, len(seq)), shuffle=False)
     floor_s, _ = timed(lambda: keras_epoch(floor), repeats)
@@ -139,6 +145,8 @@ def measure(points: int, samples: int, repeats: int) -> dict:
     row["fit_path_w1_vs_tf_data"] = round(tf_s / row["pointseq_fit_path_w1_epoch_s"], 2)
     row["workers2_vs_workers1"] = round(
         row["pointseq_fit_path_w1_epoch_s"] / row["pointseq_fit_path_w2_epoch_s"], 2)
+    row["keras_pool_w2_vs_workers1"] = round(
+        row["pointseq_fit_path_w1_epoch_s"] / row["keras_thread_pool_w2_epoch_s"], 2)
     return row
 
 

@@ -97,7 +97,6 @@ class CacheWriter:
         self._chunks_done = 0
         self._pending: list = []  # flat batches of the chunk being filled
         self._in_flight: Future | None = None  # the chunk the background thread is writing
-        self._in_flight_batches = 0
         self._executor: ThreadPoolExecutor | None = None
         self._join_buffers: dict[tuple[str, int], np.ndarray] = {}  # reused: no fresh pages per chunk
         self._shapes: tuple | None = None  # (dtype, trailing shape) per leaf, fixed by batch 0
@@ -118,6 +117,7 @@ class CacheWriter:
             self._file.create_group(fmt.DATA_GROUP)
             self._file.create_group(fmt.REFERENCES_GROUP)
             self._file.flush()
+        self._batches_given = self.batches_done  # kept on resume; append counts on from there
 
     # -- resume --------------------------------------------------------------------------
     def _open(self, resume: bool) -> h5py.File | None:
@@ -185,7 +185,7 @@ class CacheWriter:
     @property
     def batches_appended(self) -> int:
         """Batches given so far: written, being written, or waiting for their chunk to fill."""
-        return self.batches_done + self._in_flight_batches + len(self._pending)
+        return self._batches_given
 
     def append(self, batch: Any) -> None:
         """Add one batch (``x`` or ``(x[, y[, sample_weight]])``) to the cache."""
@@ -214,6 +214,7 @@ class CacheWriter:
                         f"{want[1]} as in batch 0 (shapes must be stable across batches)"
                     )
         self._pending.append(flat)
+        self._batches_given += 1
         if len(self._pending) == self.chunk_size:
             self._flush_chunk()
 
@@ -253,17 +254,13 @@ class CacheWriter:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-cache-writer")
         pending, self._pending = self._pending, []
-        self._in_flight_batches = len(pending)
         self._in_flight = self._executor.submit(self._write_chunk, pending)
 
     def _wait_for_chunk(self) -> None:
         """Wait for the chunk in flight; its write error, if any, is raised here."""
         future, self._in_flight = self._in_flight, None
         if future is not None:
-            try:
-                future.result()
-            finally:
-                self._in_flight_batches = 0
+            future.result()
 
     def _write_chunk(self, pending: list) -> None:
         name = fmt.chunk_name(self._chunks_done)
