@@ -9,8 +9,10 @@ adds the extra-bytes dimension ``prediction`` (the source class codes), with
 ``--write-classification`` the codes in ``classification`` too. Files are written under a
 temporary name and renamed, so a failure never leaves half a file.
 
-Memory: the tile's points, its fields and per-point probability sums; a tile larger than that
-is split beforehand into spatial blocks with an overlap of one field diameter (see the README).
+Memory: the tile's points and attributes as read, its per-point probability sums, and the fields
+of one spatial block: a tile of more than ``--block-points`` points (default 2,000,000) is cut in
+xy blocks of about that many points, each reading its neighbours' points within reach of its
+fields, with exactly the whole tile's fields and result (`pointclouds.blocks`, README).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.pointclouds import ClassMap, read_point_cloud, write_point_cloud
+from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
 from pointseq.pointclouds.reading import LAS_SUFFIXES
 
 
@@ -60,7 +63,8 @@ def predict_file(model, pipeline: dict, path: str, folder: str, args: argparse.N
         cloud = read_point_cloud(path, label=None)
     if not args.quiet:
         print(f"{path}: {len(cloud)} points")
-    probabilities = predict_cloud(model, pipeline, cloud, batch_size=args.batch_size, progress=not args.quiet)
+    probabilities = predict_cloud(model, pipeline, cloud, batch_size=args.batch_size, progress=not args.quiet,
+                                  block_points=args.block_points or DEFAULT_BLOCK_POINTS)
     class_map = ClassMap.from_config(pipeline["class_map"])
     codes = class_map.to_codes(probabilities.argmax(axis=1))
     extra = {"prediction": codes.astype(np.uint8 if codes.max(initial=0) <= 255 else np.uint16)}
@@ -77,6 +81,8 @@ def predict_file(model, pipeline: dict, path: str, folder: str, args: argparse.N
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.block_points is not None and args.block_points < 1:
+        raise UsageError(f"--block-points must be >= 1 (points per spatial block), got {args.block_points}")
     missing = [p for p in args.inputs if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"inputs do not exist: {missing}")

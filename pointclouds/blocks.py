@@ -106,18 +106,25 @@ def tile_blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points:
     tile has at most ``block_points`` points or its neighbourhood is the whole cloud.
 
     ``points`` (N, 3) absolute float64. ``rng_for(number)`` gives block ``number``'s generator
-    (grid and random subsampling; FPS needs none and then blocks equal the whole tile exactly).
-    Blocks that own no support are skipped.
+    (grid and random subsampling; FPS needs none, and then blocks equal the whole tile exactly;
+    random subsets differ from the whole tile's draws). Blocks that own no support are skipped.
     """
     block_points = require_int("block_points", block_points, 1)
+    if not isinstance(sampler, CoveringFieldSampler):
+        raise TypeError(f"sampler must be a CoveringFieldSampler, got {type(sampler).__name__}")
     if points.shape[0] <= block_points or sampler.neighborhood.whole_cloud:
-        yield Block(0, None, sampler(points, rng_for(0)))
-        return
+        return iter([Block(0, None, sampler(points, rng_for(0)))])
+    return _blocks(sampler, points, block_points, rng_for)
+
+
+def _blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points: int,
+            rng_for: Callable[[int], np.random.Generator | None]) -> Iterator[Block]:
     origin = points.min(axis=0)
-    local = points - origin
-    grid = SupportGrid.of_tile(local, sampler.neighborhood)
-    plan = BlockPlan.for_tile(local[:, :2], block_points, block_halo(sampler))
-    del local
+    local_xy = points[:, :2] - origin[:2]
+    hood = sampler.neighborhood  # the tile's grid (rounding is monotonic: max(p - o) == max(p) - o)
+    grid = SupportGrid.over(np.zeros(hood.dims), (points.max(axis=0) - origin)[: hood.dims], hood.spacing)
+    plan = BlockPlan.for_tile(local_xy, block_points, block_halo(sampler))
+    del local_xy
     for number in range(len(plan)):
         indices = np.flatnonzero(plan.read_mask(points, origin, number))
         if indices.size == 0:
