@@ -123,12 +123,6 @@ class SupportGrid:
         count = np.ceil((high - low) / spacing).astype(np.int64) + 1
         return cls((low + high) / 2 - (count - 1) * spacing / 2, spacing, count)
 
-    @classmethod
-    def of_tile(cls, local: np.ndarray, neighborhood: Neighborhood) -> "SupportGrid":
-        """The grid over the bounding box of a tile's (local) points, spaced ``radius * separation_factor``."""
-        coords = local[:, : neighborhood.dims]
-        return cls.over(coords.min(axis=0), coords.max(axis=0), neighborhood.spacing)
-
 
 @dataclass(frozen=True, eq=False)
 class BlockFrame:

@@ -88,7 +88,7 @@ def test_the_tile_grid_gives_a_block_the_tiles_own_nodes():
     sampler = CoveringFieldSampler(16, HOODS[0])
     hood = sampler.neighborhood
     local = points - points.min(axis=0)
-    grid = SupportGrid.of_tile(local, hood)
+    grid = SupportGrid.over(local.min(axis=0), local.max(axis=0), hood.spacing)
     whole = grid_supports(local, hood, hood.spacing)
     np.testing.assert_array_equal(grid_supports(local, hood, hood.spacing, grid), whole)
     part = local[local[:, 0] < 20]

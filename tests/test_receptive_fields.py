@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from pointseq.pointclouds.field_inputs import field_scale
 from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, majority, reduce_labels, sampler_from_spec
 from pointseq.pointclouds.subsampling import farthest_point_positions
@@ -191,6 +192,9 @@ def test_radius_zero_is_one_field_holding_the_whole_cloud(kind):
     np.testing.assert_allclose(fields.centres[0], points.mean(axis=0), rtol=0, atol=1e-6)  # centred on the mean
     assert len(np.unique(fields.indices[0])) == 64 and fields.indices[0, 0] == 0  # FPS from the first point
     np.testing.assert_allclose(fields.points[0], points[fields.indices[0]] - fields.centres[0], atol=1e-3)
+    with pytest.raises(ValueError, match="has no radius to scale field inputs by: set to_unit_sphere: true"):
+        field_scale(sampler)
+    assert field_scale(sampler_from_spec(dict(spec, to_unit_sphere=True))) == 1.0
     with pytest.raises(ValueError, match=r"radius must be a positive finite number, or 0 for one neighbourhood "
                                          r"holding the whole cloud, got -1"):
         CoveringFieldSampler(8, {"type": kind, "radius": -1})
