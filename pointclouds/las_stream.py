@@ -18,7 +18,7 @@ import numpy as np
 
 from pointseq.arguments import require_int
 from pointseq.pointclouds.reading import PointCloud, PointCloudFileError, laspy_module
-from pointseq.pointclouds.writing import _check_columns, _check_output, _set_classification
+from pointseq.pointclouds.writing import _check_columns, _check_output, _set_classification, atomic_output
 
 LAS_CHUNK = 1 << 20  # points per chunk read or written
 
@@ -70,26 +70,19 @@ def write_las_streaming(path: str | os.PathLike, source: str | os.PathLike, *, e
     _check_output(path)
     chunk_points = require_int("chunk_points", chunk_points, 1)
     laspy = laspy_module(path)
-    temp = f"{path}.tmp{os.getpid()}"
-    try:
-        with _reader(source) as reader:
-            count = int(reader.header.point_count)
-            columns = _check_columns(extra or {}, count, reader.header)
-            if classification is not None and np.shape(classification) != (count,):
-                raise ValueError(f"classification must be integer codes of shape ({count},), "
-                                 f"got shape {np.shape(classification)}")
-            header = copy.deepcopy(reader.header)  # the reader keeps its own; the writer resets counts, bounds
-            header.add_extra_dims([laspy.ExtraBytesParams(name=k, type=v.dtype) for k, v in columns.items()])
-            with open(temp, "wb") as f, laspy.open(f, mode="w", header=header, closefd=False,
-                                                   do_compress=path.lower().endswith(".laz")) as writer:
-                _copy_points(laspy, reader, writer, columns, classification, chunk_points)
-                if reader.evlrs:
-                    writer.write_evlrs(reader.evlrs)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    with _reader(source) as reader, atomic_output(path) as temp:
+        count = int(reader.header.point_count)
+        columns = _check_columns(extra or {}, count, reader.header)
+        if classification is not None and np.shape(classification) != (count,):
+            raise ValueError(f"classification must be integer codes of shape ({count},), "
+                             f"got shape {np.shape(classification)}")
+        header = copy.deepcopy(reader.header)  # the reader keeps its own; the writer resets counts, bounds
+        header.add_extra_dims([laspy.ExtraBytesParams(name=k, type=v.dtype) for k, v in columns.items()])
+        with open(temp, "wb") as f, laspy.open(f, mode="w", header=header, closefd=False,
+                                               do_compress=path.lower().endswith(".laz")) as writer:
+            _copy_points(laspy, reader, writer, columns, classification, chunk_points)
+            if reader.evlrs:
+                writer.write_evlrs(reader.evlrs)
     return path
 
 
