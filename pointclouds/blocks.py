@@ -26,7 +26,7 @@ import numpy as np
 from pointseq.arguments import require_int
 from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, BlockFrame, SupportGrid
 from pointseq.pointclouds.propagation import PropagationAccumulator
-from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
+from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, _checked_points
 
 DEFAULT_BLOCK_POINTS = 2_000_000  # points per block core: ~0.1-1 GB of fields at typical settings
 
@@ -112,6 +112,7 @@ def tile_blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points:
     block_points = require_int("block_points", block_points, 1)
     if not isinstance(sampler, CoveringFieldSampler):
         raise TypeError(f"sampler must be a CoveringFieldSampler, got {type(sampler).__name__}")
+    points = _checked_points(points)  # before the plan: NaN would make every edge NaN
     if points.shape[0] <= block_points or sampler.neighborhood.whole_cloud:
         return iter([Block(0, None, sampler(points, rng_for(0)))])
     return _blocks(sampler, points, block_points, rng_for)

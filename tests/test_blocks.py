@@ -95,3 +95,13 @@ def test_the_tile_grid_gives_a_block_the_tiles_own_nodes():
     nodes = grid_supports(part, hood, hood.spacing, grid)  # a subset of the tile's nodes, not a grid of its own
     rows = {tuple(n) for n in whole}
     assert nodes.shape[0] < whole.shape[0] and all(tuple(n) in rows for n in nodes)
+
+
+def test_bad_tiles_are_refused_before_any_block():
+    sampler = CoveringFieldSampler(16, HOODS[0])
+    points = rough_tile(500)
+    points[7, 1] = np.nan
+    with pytest.raises(ValueError, match="points must be finite"):
+        tile_blocks(sampler, points, 100)
+    with pytest.raises(TypeError, match="sampler must be a CoveringFieldSampler, got dict"):
+        tile_blocks({"type": "sphere"}, points, 100)
