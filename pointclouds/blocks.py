@@ -108,6 +108,8 @@ def tile_blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points:
     ``points`` (N, 3) absolute float64. ``rng_for(number)`` gives block ``number``'s generator
     (grid and random subsampling; FPS needs none, and then blocks equal the whole tile exactly;
     random subsets differ from the whole tile's draws). Blocks that own no support are skipped.
+    Each block also reads a halo (`block_halo`) around its core: blocks much narrower than
+    their halo read mostly their neighbours' points and bound memory little.
     """
     block_points = require_int("block_points", block_points, 1)
     if not isinstance(sampler, CoveringFieldSampler):
