@@ -105,3 +105,16 @@ def test_bad_tiles_are_refused_before_any_block():
         tile_blocks(sampler, points, 100)
     with pytest.raises(TypeError, match="sampler must be a CoveringFieldSampler, got dict"):
         tile_blocks({"type": "sphere"}, points, 100)
+
+
+def test_the_tile_accumulator_refuses_half_added_blocks_and_uncovered_points():
+    points = rough_tile(400)
+    sampler = CoveringFieldSampler(8, HOODS[1])
+    block = next(iter(tile_blocks(sampler, points, 10_000)))
+    accumulator = PropagationAccumulator(block.fields, 2)
+    accumulator.add(0, np.full((1, 8, 2), 0.5, dtype=np.float32))
+    tile = TileAccumulator(len(points), 2)
+    with pytest.raises(ValueError, match=f"{len(block.fields) - 1} fields of block 0 were never added"):
+        tile.add(block, accumulator)
+    with pytest.raises(ValueError, match=f"{len(points)} points lie in no field: the blocks do not cover the tile"):
+        tile.result()
