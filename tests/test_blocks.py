@@ -29,7 +29,7 @@ def blocked(sampler, points, labels, block_points):
         accumulator.add(0, one_hot(labels, block.indices, block.fields))
         tile.add(block, accumulator)
         blocks.append(block)
-    return tile.result(), blocks
+    return tile.result(), blocks, tile.counts
 
 
 @pytest.mark.parametrize("spec,center", CASES)
@@ -39,13 +39,14 @@ def test_blocks_cut_exactly_the_whole_tiles_fields_and_predictions(spec, center)
     sampler = CoveringFieldSampler(24, spec, num_encoding_neighbors=2, center_on_pcloud=center)
     whole = sampler(points)
     expected = propagate(whole, one_hot(labels, np.arange(len(points)), whole))
-    result, blocks = blocked(sampler, points, labels, 500)
+    result, blocks, counts = blocked(sampler, points, labels, 500)
     assert len(blocks) >= 6 and all(len(b.indices) < len(points) for b in blocks)
     # the same fields (centre -> kept source points), each cut by exactly one block
     whole_fields = {tuple(c): tuple(i) for c, i in zip(whole.centres.round(9), whole.indices)}
     block_fields = [(tuple(c), tuple(b.indices[i])) for b in blocks for c, i in zip(b.fields.centres.round(9), b.fields.indices)]
     assert len(block_fields) == len(whole) and dict(block_fields) == whole_fields
-    # and therefore the same per-point result; every point covered
+    # every point in as many fields as in the whole tile (so at least one), and the same result
+    assert np.array_equal(counts, np.bincount(whole.member_indices, minlength=len(points))) and counts.min() >= 1
     np.testing.assert_allclose(result, expected, atol=1e-6)
     assert np.array_equal(result.argmax(axis=1), expected.argmax(axis=1))
 
