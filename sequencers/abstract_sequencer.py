@@ -82,17 +82,8 @@ class AbstractSequencer(keras.utils.PyDataset):
                 f"{type(self).__name__} got unknown keyword argument(s): {unknown}. "
                 f"Valid keyword arguments are: {valid}{self.KWARGS_NOTE}"
             )
-        workers = require_int("workers", workers, 1)
-        max_queue_size = require_int("max_queue_size", max_queue_size, 1)
-        use_multiprocessing = require_bool("use_multiprocessing", use_multiprocessing)
-        # Worker threads are the sequencer's own (see read_ahead.py); Keras gets one worker.
-        threads = workers if workers > 1 and not use_multiprocessing else 0
-        super().__init__(
-            workers=1 if threads else workers, use_multiprocessing=use_multiprocessing,
-            max_queue_size=max_queue_size,
-        )
-        self.worker_threads = threads
-        self._read_ahead = ReadAhead(threads, min(max_queue_size, 2 * threads)) if threads else None
+        self._init_workers(require_int("workers", workers, 1), require_bool("use_multiprocessing", use_multiprocessing),
+                           require_int("max_queue_size", max_queue_size, 1))
         if use_multiprocessing:
             # Keras creates the worker pool before it calls on_epoch_begin.
             ensure_watchdog()
@@ -120,6 +111,14 @@ class AbstractSequencer(keras.utils.PyDataset):
         elif y is not None:
             raise ValueError(f"y was given without X; give the inputs X too (got X=None, y of type "
                              f"{type(y).__name__})")
+
+    def _init_workers(self, workers: int, use_multiprocessing: bool, max_queue_size: int) -> None:
+        """Worker threads are the sequencer's own (see read_ahead.py): Keras gets one worker."""
+        threads = workers if workers > 1 and not use_multiprocessing else 0
+        super().__init__(workers=1 if threads else workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        self.worker_threads = threads
+        self._read_ahead = ReadAhead(threads, min(max_queue_size, 2 * threads)) if threads else None
 
     # ---------------------------------------------------------------- kwargs and config
     KWARGS_NOTE = ""  # appended to the unknown-keyword message (where other keywords go)
