@@ -22,7 +22,9 @@ def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
     module, _, function = target.partition(":")
     if not quiet:
         return getattr(importlib.import_module(module), function)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # read by TensorFlow's later logging
+    # TensorFlow's later C++ lines, its error lines included (cuInit on a machine without a
+    # GPU); real failures still raise Python exceptions.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     try:
