@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood
+from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood, membership_pairs
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, majority, reduce_labels, sampler_from_spec
 from pointseq.pointclouds.subsampling import farthest_point_positions
 
@@ -53,6 +53,19 @@ def test_every_point_is_covered_and_neighbourhoods_are_exact(spec):
     assert np.all(got[np.arange(len(fields))[:, None], fields.indices])
     assert fields.points.dtype == np.float32
     np.testing.assert_allclose(fields.points, points[fields.indices] - fields.centres[:, None, :], atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", HOODS)
+def test_membership_pairs_match_brute_force_for_supports_anywhere(spec):
+    rng = np.random.default_rng(7)
+    hood = Neighborhood.from_spec(spec)
+    local = np.concatenate([rng.random((800, 3)) * [30.0, 20.0, 10.0], [[5e4, 3e4, 2e3]]])  # one far outlier
+    supports = np.concatenate([rng.random((60, hood.dims)) * 40 - 5, local[-1:, : hood.dims] + 1.0])
+    support, point = membership_pairs(local, supports, hood)
+    centres = np.pad(supports, ((0, 0), (0, 3 - hood.dims)))  # 2d shapes ignore z
+    expected_support, expected_point = np.nonzero(inside(hood, local[None, :, :] - centres[:, None, :]))
+    assert np.array_equal(support, expected_support) and np.array_equal(point, expected_point)
+    assert support[-1] == len(supports) - 1 and point[-1] == len(local) - 1  # the outlier's own support
 
 
 def test_grid_alone_covers_below_the_limit_and_coverage_pass_above():
