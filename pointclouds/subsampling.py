@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-FPS_BLOCK_ELEMENTS = 1 << 21  # padded points per furthest-point-sampling block
+FPS_BLOCK_ELEMENTS = 1 << 16  # padded points per furthest-point-sampling block: its arrays stay in cache
 
 
 def cyclic_take(offsets: np.ndarray, num: int) -> np.ndarray:
@@ -65,8 +65,9 @@ def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) ->
     term = np.empty_like(total)
     for step in range(num):
         chosen[:, step] = current
+        centre = axes[:, rows, current][:, :, None]  # (3, B, 1)
         for axis in range(3):
-            np.subtract(axes[axis], axes[axis][rows, current][:, None], out=term)
+            np.subtract(axes[axis], centre[axis], out=term)
             if axis == 0:
                 np.multiply(term, term, out=total)
             else:
@@ -80,7 +81,7 @@ def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) ->
 def random_rows(offsets: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
     """Rows (M, num): a random subset of ``num`` rows of each group (all of them, repeated, if fewer)."""
     group = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-    order = np.lexsort((rng.random(group.size), group))
+    order = np.argsort(group + 0.5 * rng.random(group.size))  # rows stay in their group, shuffled within it
     return order[cyclic_take(offsets, num)]
 
 
