@@ -23,7 +23,12 @@ from pointseq.pointclouds.neighborhoods import (
     grid_supports,
     membership_pairs,
 )
-from pointseq.pointclouds.subsampling import farthest_point_rows, grid_rows, nearest_within_groups, random_rows
+from pointseq.pointclouds.subsampling import (
+    farthest_point_rows,
+    grid_rows,
+    nearest_within_groups,
+    random_rows,
+)
 
 SUBSAMPLING = ("fps", "grid", "random")
 BLOCK_MEMBERS = 1 << 22  # neighbourhood members processed together: bounds the working memory
@@ -170,13 +175,15 @@ class CoveringFieldSampler:
             block_offsets = offsets[first:stop + 1] - offsets[first]
             group = np.repeat(np.arange(stop - first), np.diff(block_offsets))
             relative = local[member[rows]] - centres[first + group]
-            kept = self._subsample(relative, block_offsets, rng)
+            kept, nearest, tracked = self._subsample(relative, block_offsets, rng)
             indices[first:stop] = member[rows][kept]
-            kept_group = np.repeat(np.arange(stop - first), self.num_points)
-            nearest = nearest_within_groups(relative[kept.ravel()], kept_group, relative, group,
-                                            self.num_encoding_neighbors)
-            nearest = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
-            slots[rows] = nearest % self.num_points  # row g * P + slot of the block's kept points
+            untracked = ~tracked[group]  # rows whose k nearest kept points the subsampling did not give
+            if untracked.any():
+                searched = np.flatnonzero(~tracked)
+                found = nearest_within_groups(relative[kept[searched].ravel()], np.repeat(searched, self.num_points),
+                                              relative[untracked], group[untracked], self.num_encoding_neighbors)
+                nearest[untracked] = np.where(found < 0, -1, found % self.num_points)  # row g * P + slot
+            slots[rows] = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
         relative = local[indices] - centres[:, None, :]
         scales = np.ones(count)
         if self.to_unit_sphere:
@@ -185,13 +192,18 @@ class CoveringFieldSampler:
         points = (relative / scales[:, None, None]).astype(np.float32)
         return Fields(origin + centres, indices, points, scales, None, offsets, member, slots, local.shape[0])
 
-    def _subsample(self, relative: np.ndarray, offsets: np.ndarray, rng) -> np.ndarray:
+    def _subsample(self, relative: np.ndarray, offsets: np.ndarray,
+                   rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Kept rows (M, P); the k nearest kept slots (nnz, k) of the rows of the groups (M,) marked
+        as tracked: furthest-point sampling measures those distances anyway, the others are searched."""
+        k = self.num_encoding_neighbors
         if self.subsampling == "fps":
-            return farthest_point_rows(relative, offsets, self.num_points)
+            return farthest_point_rows(relative, offsets, self.num_points, k)
+        untracked = (np.full((relative.shape[0], k), -1, dtype=np.int64), np.zeros(offsets.size - 1, dtype=bool))
         if self.subsampling == "random":
-            return random_rows(offsets, self.num_points, rng)
+            return (random_rows(offsets, self.num_points, rng),) + untracked
         cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
-        return grid_rows(relative, offsets, self.num_points, cell, rng)
+        return (grid_rows(relative, offsets, self.num_points, cell, rng),) + untracked
 
 
 def field_blocks(offsets: np.ndarray, max_members: int) -> list[tuple[int, int]]:
