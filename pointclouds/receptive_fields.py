@@ -26,12 +26,14 @@ from pointseq.pointclouds.neighborhoods import (
 from pointseq.pointclouds.subsampling import (
     farthest_point_rows,
     grid_rows,
+    nearest_kept_slots,
     nearest_within_groups,
     random_rows,
 )
 
 SUBSAMPLING = ("fps", "grid", "random")
 BLOCK_MEMBERS = 1 << 22  # neighbourhood members processed together: bounds the working memory
+BRUTE_FORCE_SLOTS = 256  # up to this many kept points, members find their nearest ones by brute force
 
 
 @dataclass(frozen=True)
@@ -195,15 +197,19 @@ class CoveringFieldSampler:
     def _subsample(self, relative: np.ndarray, offsets: np.ndarray,
                    rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Kept rows (M, P); the k nearest kept slots (nnz, k) of the rows of the groups (M,) marked
-        as tracked: furthest-point sampling measures those distances anyway, the others are searched."""
+        as tracked: furthest-point sampling measures those distances anyway, few kept points are
+        compared by brute force; the others are left to a KD-tree search."""
         k = self.num_encoding_neighbors
         if self.subsampling == "fps":
             return farthest_point_rows(relative, offsets, self.num_points, k)
-        untracked = (np.full((relative.shape[0], k), -1, dtype=np.int64), np.zeros(offsets.size - 1, dtype=bool))
         if self.subsampling == "random":
-            return (random_rows(offsets, self.num_points, rng),) + untracked
-        cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
-        return (grid_rows(relative, offsets, self.num_points, cell, rng),) + untracked
+            kept = random_rows(offsets, self.num_points, rng)
+        else:
+            cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
+            kept = grid_rows(relative, offsets, self.num_points, cell, rng)
+        if self.num_points <= BRUTE_FORCE_SLOTS:
+            return kept, nearest_kept_slots(relative, offsets, relative[kept], k), np.ones(offsets.size - 1, dtype=bool)
+        return kept, np.full((relative.shape[0], k), -1, dtype=np.int64), np.zeros(offsets.size - 1, dtype=bool)
 
 
 def field_blocks(offsets: np.ndarray, max_members: int) -> list[tuple[int, int]]:

@@ -95,8 +95,35 @@ def farthest_point_slots(coords: np.ndarray, valid: np.ndarray, num: int, k: int
             keep_nearest(keys, total, step, scratch)
         np.minimum(nearest, total, out=nearest)
         current = nearest.argmax(axis=1)
-    slots = np.where(keys == NO_SLOT, -1, keys & 0xFFFFFFFF)
-    return chosen, np.moveaxis(slots, 0, -1)
+    return chosen, slots_of(keys)
+
+
+def nearest_kept_slots(relative: np.ndarray, offsets: np.ndarray, kept: np.ndarray, k: int) -> np.ndarray:
+    """Slots (nnz, k) of the k nearest of its group's ``kept`` points (M, P, 3) for each row of ``relative``.
+
+    Brute force over the P kept points with the sampling's distance and k-nearest kernels, in
+    cache-sized padded blocks: cost rows x P, below a KD-tree search for a few hundred kept
+    points. Nearest first, equal distances to the lower slot, missing slots (P < k) -1.
+    """
+    nearest = np.full((relative.shape[0], k), -1, dtype=np.int64)
+    kept_axes = np.ascontiguousarray(np.moveaxis(kept.astype(np.float32), -1, 0))  # (3, M, P)
+    for block, padded, valid in padded_blocks(offsets, np.arange(offsets.size - 1), PADDED_BLOCK_ELEMENTS):
+        axes = np.ascontiguousarray(np.moveaxis(relative[padded].astype(np.float32), -1, 0))
+        keys = np.full((k,) + padded.shape, NO_SLOT, dtype=np.int64)
+        scratch = np.empty((2,) + padded.shape, dtype=np.int64)
+        total = np.empty(padded.shape, dtype=np.float32)
+        term = np.empty_like(total)
+        centres = kept_axes[:, block, :]
+        for slot in range(kept.shape[1]):
+            squared_distances(axes, centres[:, :, slot, None], total, term)
+            keep_nearest(keys, total, slot, scratch)
+        nearest[padded[valid]] = slots_of(keys)[valid]
+    return nearest
+
+
+def slots_of(keys: np.ndarray) -> np.ndarray:
+    """Slots (..., k) held by k-nearest keys (k, ...) of `keep_nearest`; -1 where none."""
+    return np.moveaxis(np.where(keys == NO_SLOT, -1, keys & 0xFFFFFFFF), 0, -1)
 
 
 def keep_nearest(keys: np.ndarray, distance: np.ndarray, slot: int, scratch: np.ndarray) -> None:

@@ -130,6 +130,20 @@ def test_grid_and_random_subsampling_keep_distinct_members_and_are_keyed(subsamp
         sampler(points)
 
 
+@pytest.mark.parametrize("subsampling,num_points", [("fps", 24), ("random", 24), ("grid", 24), ("random", 300)])
+def test_member_slots_are_each_members_k_nearest_kept_points(subsampling, num_points):
+    points = rough_tile(3000)
+    sampler = CoveringFieldSampler(num_points, HOODS[0], subsampling=subsampling, num_encoding_neighbors=3)
+    fields = sampler(points, np.random.default_rng(1))  # 300 kept points: the KD-tree search, else tracked/brute force
+    assert fields.member_slots.shape == (fields.member_indices.size, 3)
+    for f in range(0, len(fields), 5):
+        rows = slice(fields.member_offsets[f], fields.member_offsets[f + 1])
+        members = points[fields.member_indices[rows]]
+        distance = np.linalg.norm(members[:, None, :] - points[fields.indices[f]][None, :, :], axis=2)
+        got = np.take_along_axis(distance, fields.member_slots[rows].astype(np.int64), axis=1)
+        np.testing.assert_allclose(got, np.sort(distance, axis=1)[:, :3], atol=1e-5)  # nearest first
+
+
 def test_to_unit_sphere_scales_each_field_to_norm_one():
     points = rough_tile(2000)
     fields = CoveringFieldSampler(16, HOODS[3], to_unit_sphere=True)(points)
