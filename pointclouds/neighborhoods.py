@@ -142,9 +142,10 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
         keep = row_whole | within
         support_parts.append(row_support[keep] + first)
         point_parts.append(grid.order[rows[keep]])
+    support = np.concatenate(support_parts)  # already grouped by support, ascending
     count = local.shape[0]
-    key = np.sort(np.concatenate(support_parts) * count + np.concatenate(point_parts))  # by support, then point
-    return key // count, key % count
+    key = np.sort(support * count + np.concatenate(point_parts))  # points ascending within each support
+    return support, key - support * count
 
 
 class CellGrid:
