@@ -120,7 +120,7 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
     scaled = neighborhood.scaled(local)
     centres = neighborhood.scaled(np.asarray(supports, dtype=np.float64).reshape(-1, neighborhood.dims))
     grid = CellGrid(scaled, centres, neighborhood.norm, max(MAX_MEMBERSHIP_CELLS, 4 * scaled.shape[0]))
-    ordered = scaled[grid.order]  # coordinates in cell order: each cell's points are one contiguous range
+    ordered = scaled[grid.order].T.copy()  # (dims, N) in cell order: each cell's points are one contiguous range
     centre_keys = grid.keys_of(centres)
     per_chunk = max(1, PAIR_CHUNK // grid.stencil_keys.size)
     support_parts, point_parts = [], []
@@ -133,19 +133,29 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
         near, far = box_distances(chunk[support], corners, grid.side, neighborhood.norm)
         reached = near <= 1.0 + 1e-9
         whole = far[reached] <= 1.0 - 1e-9  # the whole cell lies in the shape: nothing to test
-        rows, row_support, row_whole = grid.rows_of(cells[entry[reached]], support[reached], whole)
-        offset = ordered[rows] - chunk[row_support]
-        if neighborhood.norm == np.inf:
-            within = np.max(np.abs(offset), axis=1) <= 1.0
-        else:
-            within = np.einsum("ij,ij->i", offset, offset) <= 1.0
-        keep = row_whole | within
+        rows, row_support, keep = grid.rows_of(cells[entry[reached]], support[reached], whole)
+        tested = np.flatnonzero(~keep)  # rows in cells on the shape's boundary
+        keep[tested] = unit_distances(ordered, rows[tested], chunk.T, row_support[tested], neighborhood.norm) <= 1.0
         support_parts.append(row_support[keep] + first)
         point_parts.append(grid.order[rows[keep]])
     support = np.concatenate(support_parts)  # already grouped by support, ascending
     count = local.shape[0]
     key = np.sort(support * count + np.concatenate(point_parts))  # points ascending within each support
     return support, key - support * count
+
+
+def unit_distances(points: np.ndarray, rows: np.ndarray, centres: np.ndarray, owners: np.ndarray,
+                   norm: float) -> np.ndarray:
+    """Distance (p = ``norm``, squared for p = 2) of ``points[:, rows]`` to ``centres[:, owners]`` (both (dims, .))."""
+    total = None
+    for axis in range(points.shape[0]):
+        offset = points[axis].take(rows) - centres[axis].take(owners)
+        if norm == np.inf:
+            np.abs(offset, out=offset)
+            total = offset if total is None else np.maximum(total, offset, out=total)
+        else:
+            total = offset * offset if total is None else total + offset * offset
+    return total
 
 
 class CellGrid:
