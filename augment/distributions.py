@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from pointseq.arguments import check_spec_keys, require_real
-from pointseq.augment.gaussian import fill_normal_float32, normal_float32
+from pointseq.augment.gaussian import fill_normal_float32, normal_float32, quantile_table
 
 Size = int | tuple[int, ...]
 
@@ -25,6 +25,10 @@ class Distribution(ABC):
     def sample_into(self, rng: np.random.Generator, out: np.ndarray) -> None:
         """Overwrite ``out`` (float32 or float64) with draws; the same values as `sample`."""
         out[...] = self.sample(rng, out.shape, dtype=out.dtype)
+
+    def largest_magnitude(self, dtype: Any = np.float64) -> float:
+        """The largest ``abs`` a draw of ``dtype`` can have (``inf`` when unbounded)."""
+        return float("inf")
 
     @abstractmethod
     def to_spec(self) -> dict[str, Any]:
@@ -65,6 +69,9 @@ class Uniform(Distribution):
         values += dtype.type(self.start)
         return values
 
+    def largest_magnitude(self, dtype: Any = np.float64) -> float:
+        return max(abs(self.start), abs(self.end))
+
     def to_spec(self) -> dict[str, Any]:
         return {"type": "uniform", "start": self.start, "end": self.end}
 
@@ -97,6 +104,11 @@ class Normal(Distribution):
         if self.mean != 0.0:
             out += np.float32(self.mean)
 
+    def largest_magnitude(self, dtype: Any = np.float64) -> float:
+        if _float_dtype(dtype) != np.float32:
+            return float("inf")
+        return abs(self.mean) + float(quantile_table(self.stdev)[-1])  # the table ascends, symmetric about 0
+
     def to_spec(self) -> dict[str, Any]:
         return {"type": "normal", "mean": self.mean, "stdev": self.stdev}
 
@@ -109,6 +121,9 @@ class Constant(Distribution):
 
     def sample(self, rng: np.random.Generator, size: Size, dtype: Any = np.float64) -> np.ndarray:
         return np.full(size, self.value, dtype=_float_dtype(dtype))
+
+    def largest_magnitude(self, dtype: Any = np.float64) -> float:
+        return abs(self.value)
 
     def to_spec(self) -> dict[str, Any]:
         return {"type": "constant", "value": self.value}

@@ -59,12 +59,15 @@ class Jitter(PointwiseTransformation):
         # Blocks that stay in cache, drawn into this thread's reused scratch: a fresh noise
         # array per block would be a fresh mapping whose pages fault in on every call.
         scratch = thread_scratch("jitter noise", _BLOCK, values.dtype)
+        clip = self.clip
+        if clip is not None and self.noise.largest_magnitude(values.dtype) <= clip:
+            clip = None  # no draw can exceed it: skip a pass
         for start in range(0, flat.size, _BLOCK):
             block = flat[start : start + _BLOCK]
             noise = scratch[: block.size]
             self.noise.sample_into(rng, noise)
-            if self.clip is not None:
-                np.clip(noise, -self.clip, self.clip, out=noise)
+            if clip is not None:
+                np.clip(noise, -clip, clip, out=noise)
             block += noise
         if kept is not None:
             values[skipped] = kept

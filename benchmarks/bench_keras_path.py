@@ -1,11 +1,15 @@
 """Epoch time through the data path ``model.fit`` builds on TensorFlow, no model compute.
 
-Keras wraps a PyDataset in ``tf.data.Dataset.from_generator`` (behind its own thread pool
-when ``workers > 1``); this times Keras' ``TFEpochIterator`` over a pointseq `Sequencer`
+Keras wraps a PyDataset in ``tf.data.Dataset.from_generator`` (behind its own thread pool,
+with tf.data's prefetching off, when the PyDataset reports ``workers > 1``; a pointseq
+sequencer runs its worker threads itself and reports 1, and the ``keras_thread_pool`` row
+times Keras' pool for comparison); this times Keras' ``TFEpochIterator`` over a pointseq `Sequencer`
 against a plain tf.data pipeline doing the same work (shuffled, batch 32, random-axis
 rotation + scale + clipped Gaussian jitter) and pulls every batch as ``fit`` does. One
 process, side by side, best of ``--repeats`` epochs after a warm-up epoch. It also counts
-minor page faults per epoch and times pointseq's own loop (``seq[i]``) for reference.
+minor page faults per epoch and times pointseq's own loop (``seq[i]``) for reference, and
+the floor of Keras' path: a PyDataset that returns one ready batch (aligned arrays, no work)
+for every index, so ``tf_data / floor`` is the best ratio any PyDataset can reach there.
 
 Prints one JSON object. Run: ``python benchmarks/bench_keras_path.py [--points 1024 4096]``.
 """
@@ -24,6 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
+import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras.src.backend.tensorflow.trainer import TFEpochIterator  # noqa: E402
 
@@ -67,6 +72,20 @@ def tf_data_pipeline(X, y) -> tf.data.Dataset:
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+class ReadyBatches(keras.utils.PyDataset):
+    """Every index gives the same prepared batch: what Keras' path costs with no work at all."""
+
+    def __init__(self, batch: tuple, count: int) -> None:
+        super().__init__(workers=1)
+        self.batch, self.count = batch, count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple:
+        return self.batch
+
+
 def keras_epoch(iterator: TFEpochIterator) -> None:
     """One epoch the way ``fit`` walks it: ``next`` on the iterator per step."""
     for _, _, data in iterator:
@@ -104,6 +123,16 @@ def measure(points: int, samples: int, repeats: int) -> dict:
         seconds, faults = timed(lambda: keras_epoch(it), repeats)
         row[f"pointseq_fit_path_w{workers}_epoch_s"] = round(seconds, 4)
         row[f"pointseq_fit_path_w{workers}_minor_faults"] = faults
+    pooled = make_sequencer(X, y, 1)
+    pooled.workers = 2  # Keras' own thread pool, as before the sequencer ran its worker threads
+    it = TFEpochIterator(distribute_strategy=strategy, x=pooled, shuffle=False)
+    row["keras_thread_pool_w2_epoch_s"] = round(timed(lambda: keras_epoch(it), repeats)[0], 4)
+    ready = seq[0]  # the sequencer's own aligned buffers
+    floor = TFEpochIterator(distribute_strategy=strategy, x=ReadyBatches(ready, len(seq)), shuffle=False)
+    floor_s, _ = timed(lambda: keras_epoch(floor), repeats)
+    row["keras_path_floor_epoch_s"] = round(floor_s, 4)
+    row["tf_data_vs_keras_path_floor"] = round(tf_s / floor_s, 2)
+
     def loop() -> None:
         for i in range(len(seq)):
             seq[i]  # consumed and dropped, as a training step does
@@ -116,6 +145,8 @@ def measure(points: int, samples: int, repeats: int) -> dict:
     row["fit_path_w1_vs_tf_data"] = round(tf_s / row["pointseq_fit_path_w1_epoch_s"], 2)
     row["workers2_vs_workers1"] = round(
         row["pointseq_fit_path_w1_epoch_s"] / row["pointseq_fit_path_w2_epoch_s"], 2)
+    row["keras_pool_w2_vs_workers1"] = round(
+        row["pointseq_fit_path_w1_epoch_s"] / row["keras_thread_pool_w2_epoch_s"], 2)
     return row
 
 

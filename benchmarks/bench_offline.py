@@ -4,7 +4,10 @@ Prints one JSON object. Every figure is measured in this run on the same file, s
 ratios compare like with like (the file sits in the page cache for all readers). Reading
 runs with chunk and batch randomization on. The build (batches gathered from the backbone,
 the data fingerprinted, chunks written) is compared with two raw writes of the same arrays:
-a plain contiguous one, and one with the cache's dataset options (chunked, fletcher32).
+a plain contiguous one, and one with the cache's dataset options (chunked, fletcher32), and,
+when the ``array_record`` package is installed (``pip install array-record``; not a
+dependency), with ArrayRecord files of one record per batch (its chunks carry their own
+hashes), with its default options (compressed) and uncompressed.
 
     python benchmarks/bench_offline.py [--batches 48] [--points 4096] [--repeats 5]
 """
@@ -100,6 +103,16 @@ def main() -> None:
                     else:
                         f.create_dataset(name, data=a)
 
+        def array_record_write(options):
+            from array_record.python.array_record_module import ArrayRecordWriter
+
+            target = os.path.join(tmp, "batches.array_record")
+            writer = ArrayRecordWriter(target, options)
+            for start in range(0, n, args.batch_size):
+                stop = start + args.batch_size
+                writer.write(X[start:stop].tobytes() + y[start:stop].tobytes())
+            writer.close()
+
         t_build = best(build, args.repeats)
         t_raw_write = best(raw_write, args.repeats)
         t_raw_write_same = best(lambda: raw_write(same_options=True), args.repeats)
@@ -146,6 +159,12 @@ def main() -> None:
         t_naive = best(naive_epoch, args.repeats)
         seq.close()
         mb = nbytes / 1e6
+        array_record = {}
+        try:
+            for label, options in (("array_record_default", ""), ("array_record_uncompressed", "uncompressed")):
+                array_record[label] = best(lambda: array_record_write(options), args.repeats)
+        except ImportError:
+            array_record = {}
         result = {
             "setup": {"batches": args.batches, "batch_size": args.batch_size, "points": args.points,
                       "chunk_size": args.chunk_size, "data_mb": round(mb, 1),
@@ -155,13 +174,15 @@ def main() -> None:
                               "tf_data_from_generator_batch_slices": round(mb / t_tf),
                               "naive_pydataset_open_and_slice": round(mb / t_naive)},
             "write_mb_per_s": {"build_cache": round(mb / t_build), "raw_h5py_write": round(mb / t_raw_write),
-                               "raw_h5py_write_chunked_fletcher32": round(mb / t_raw_write_same)},
+                               "raw_h5py_write_chunked_fletcher32": round(mb / t_raw_write_same),
+                               **{label: round(mb / t) for label, t in array_record.items()}},
             "ratios": {
                 "offline_vs_raw_read (target >= 0.8)": round(t_raw_read / t_offline, 2),
                 "offline_vs_tf_data (target >= 2)": round(t_tf / t_offline, 2),
                 "offline_vs_naive_pydataset (target >= 3)": round(t_naive / t_offline, 2),
                 "build_vs_raw_write (target >= 0.7)": round(t_raw_write / t_build, 2),
                 "build_vs_raw_write_same_dataset_options": round(t_raw_write_same / t_build, 2),
+                **{f"build_vs_{label} (target >= 1.0)": round(t / t_build, 2) for label, t in array_record.items()},
             },
         }
         print(json.dumps(result))

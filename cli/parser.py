@@ -79,6 +79,9 @@ def _predict(commands: argparse._SubParsersAction) -> None:
                         help="also write the predicted codes into the classification dimension")
     parser.add_argument("--probabilities", action="store_true", help="add one prob_<class> dimension per class")
     parser.add_argument("--batch-size", type=int, default=16, help="fields per prediction batch (default 16)")
+    parser.add_argument("--block-points", type=int, default=None, metavar="N",
+                        help="cut tiles of more than N points into xy blocks of about N points each, with the "
+                             "same result as the whole tile (bounds memory; default 2000000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run="pointseq.cli.predict:run")
 

@@ -9,8 +9,12 @@ adds the extra-bytes dimension ``prediction`` (the source class codes), with
 ``--write-classification`` the codes in ``classification`` too. Files are written under a
 temporary name and renamed, so a failure never leaves half a file.
 
-Memory: the tile's points, its fields and per-point probability sums; a tile larger than that
-is split beforehand into spatial blocks with an overlap of one field diameter (see the README).
+Memory: the tile's xyz (float64) and the dimensions its features need (a LAS/LAZ input is read
+and its output written a chunk of points at a time, `pointclouds.las_stream`), its per-point
+probability sums, and the fields of one spatial block: a tile of more than ``--block-points``
+points (default 2,000,000) is cut in xy blocks of about that many points, each reading its
+neighbours' points within reach of its fields, with exactly the whole tile's fields and result
+(`pointclouds.blocks`, README).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ import numpy as np
 
 from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
-from pointseq.pointclouds import ClassMap, read_point_cloud, write_point_cloud
+from pointseq.pointclouds import ClassMap, FeatureSpec, read_point_cloud, write_point_cloud
+from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
+from pointseq.pointclouds.las_stream import read_las_columns, write_las_streaming
 from pointseq.pointclouds.reading import LAS_SUFFIXES
 
 
@@ -56,27 +62,34 @@ def _probability_names(class_map: ClassMap) -> list[str]:
 
 def predict_file(model, pipeline: dict, path: str, folder: str, args: argparse.Namespace) -> str:
     """Predict one input and write its output; returns the output path."""
-    with inputs_as_usage_errors(f"input {path!r}"):
-        cloud = read_point_cloud(path, label=None)
+    is_las = os.path.splitext(path)[1].lower() in LAS_SUFFIXES
+    with inputs_as_usage_errors(f"input {path!r}"):  # LAS/LAZ: xyz and the features' dimensions only
+        needed = FeatureSpec.from_spec(pipeline["features"]).missing(set())  # every dimension the features read
+        cloud = read_las_columns(path, needed) if is_las else read_point_cloud(path, label=None)
     if not args.quiet:
         print(f"{path}: {len(cloud)} points")
-    probabilities = predict_cloud(model, pipeline, cloud, batch_size=args.batch_size, progress=not args.quiet)
+    probabilities = predict_cloud(model, pipeline, cloud, batch_size=args.batch_size, progress=not args.quiet,
+                                  block_points=args.block_points or DEFAULT_BLOCK_POINTS)
     class_map = ClassMap.from_config(pipeline["class_map"])
     codes = class_map.to_codes(probabilities.argmax(axis=1))
     extra = {"prediction": codes.astype(np.uint8 if codes.max(initial=0) <= 255 else np.uint16)}
     if args.probabilities:
         extra.update(zip(_probability_names(class_map), probabilities.T))
-    source = path if os.path.splitext(path)[1].lower() in LAS_SUFFIXES else cloud
     target = output_path(folder, path)
-    with inputs_as_usage_errors(f"output {target!r}"):
-        write_point_cloud(target, source, extra=extra,
-                          classification=codes if args.write_classification else None)
+    classification = codes if args.write_classification else None
+    with inputs_as_usage_errors(f"output {target!r}"):  # a LAS/LAZ source is copied chunk by chunk
+        if is_las:
+            write_las_streaming(target, path, extra=extra, classification=classification)
+        else:
+            write_point_cloud(target, cloud, extra=extra, classification=classification)
     return target
 
 
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.block_points is not None and args.block_points < 1:
+        raise UsageError(f"--block-points must be >= 1 (points per spatial block), got {args.block_points}")
     missing = [p for p in args.inputs if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"inputs do not exist: {missing}")

@@ -3,9 +3,10 @@
 ``pipeline.json`` in the training output holds the model type, the sampler (covering fields,
 no class balancing at prediction), the feature spec with its normalisation, the field scale,
 the class map and the label dimension; with ``model.keras`` that is all `predict_cloud` needs.
-A tile is cut into covering fields, their inputs are built and predicted a block of fields at a
-time (memory: the block's inputs and probabilities plus the tile's per-point sums), and the
-probabilities are propagated back to every point with `PropagationAccumulator`.
+A tile is cut into covering fields (a large tile in spatial blocks, `pointclouds.blocks`), their
+inputs are built and predicted a batch of fields at a time (memory: the batch's inputs and
+probabilities, one block's fields and the tile's per-point sums), and the probabilities are
+propagated back to every point with `PropagationAccumulator` and `TileAccumulator`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 from pointseq.cli.models import model_type
 from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, PropagationAccumulator, sampler_from_spec
+from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS, TileAccumulator, tile_blocks
 from pointseq.sequencers.seeding import field_rng
 
 PIPELINE_FILE = "pipeline.json"
@@ -58,19 +60,35 @@ def load_training_output(folder: str) -> tuple[keras.Model, dict]:
 
 
 def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batch_size: int = 16,
-                  progress: bool = False) -> np.ndarray:
-    """Per-point class probabilities (N, C) of ``cloud``, every point covered."""
+                  progress: bool = False, block_points: int = DEFAULT_BLOCK_POINTS) -> np.ndarray:
+    """Per-point class probabilities (N, C) of ``cloud``, every point covered.
+
+    A tile of more than ``block_points`` points is cut in xy blocks of about that many points
+    (`pointclouds.blocks`): the same fields and the same result as the whole tile at once, with
+    memory for one block's fields and the tile's per-point sums.
+    """
     sampler = sampler_from_spec(pipeline["sampler"])
-    fields = sampler(cloud.points, field_rng(int(pipeline.get("seed", 0)), 0))
-    features = FeatureSpec.from_spec(pipeline["features"])(cloud)
+    seed = int(pipeline.get("seed", 0))
+    feature_spec = FeatureSpec.from_spec(pipeline["features"])
     entry = model_type(pipeline["model"])
-    num_classes = ClassMap.from_config(pipeline["class_map"]).num_classes
-    accumulator = PropagationAccumulator(fields, num_classes)
-    bar = keras.utils.Progbar(len(fields), unit_name="field") if progress else None
-    for first in range(0, len(fields), FIELDS_PER_BLOCK):
-        stop = min(first + FIELDS_PER_BLOCK, len(fields))
-        accumulator.add(first, entry.predict_fields(model, pipeline, cloud.points, fields, features, first, stop,
-                                                    batch_size))
-        if bar is not None:
-            bar.update(stop)
-    return accumulator.result()
+    tile = TileAccumulator(len(cloud), ClassMap.from_config(pipeline["class_map"]).num_classes)
+    for block in tile_blocks(sampler, cloud.points, block_points, lambda number: field_rng(seed, number)):
+        part = cloud if block.indices is None else block_cloud(cloud, block.indices)
+        fields = block.fields
+        accumulator = PropagationAccumulator(fields, tile.num_classes)
+        bar = keras.utils.Progbar(len(fields), unit_name="field") if progress else None
+        features = feature_spec(part)
+        for first in range(0, len(fields), FIELDS_PER_BLOCK):
+            stop = min(first + FIELDS_PER_BLOCK, len(fields))
+            accumulator.add(first, entry.predict_fields(model, pipeline, part.points, fields, features, first, stop,
+                                                        batch_size))
+            if bar is not None:
+                bar.update(stop)
+        tile.add(block, accumulator)
+    return tile.result()
+
+
+def block_cloud(cloud: PointCloud, indices: np.ndarray) -> PointCloud:
+    """The points ``indices`` of ``cloud`` with their attributes (what a block's features need)."""
+    return PointCloud(cloud.points[indices], {name: values[indices] for name, values in cloud.attributes.items()},
+                      None if cloud.labels is None else cloud.labels[indices], cloud.path)

@@ -16,7 +16,7 @@ import numpy as np
 
 from pointseq.offline.pointcloud_source import PointCloudSource, file_options
 from pointseq.pointclouds.field_grids import SparseGridPreProcessor, largest_cells, padded_rows
-from pointseq.pointclouds.reading import FORMAT_DEFAULT
+from pointseq.pointclouds.reading import FORMAT_DEFAULT, PointCloud
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, sampler_from_spec
 from pointseq.pointclouds.sparse_grid import SparseGrid
 from pointseq.sequencers.shadow_sequencer import assemble_shadow_batch, assemble_shadow_labels
@@ -80,8 +80,8 @@ class GridSource:
 
     def cache_config(self, progress: Callable[[str], None] | None = None) -> dict:
         """The spec plus the class map, feature normalisation and padded rows, stored in the cache."""
+        self.scan(progress)  # first: the files are cut once for their fields and grids together
         config = self.files.cache_config(progress)
-        self.scan(progress)
         config.update(sampler=self.sampler.get_config(), grid=self.grid.get_config(), seed=self.seed,
                       max_rows=list(self.max_rows))
         return config
@@ -91,12 +91,19 @@ class GridSource:
         """Check the files, count their fields and fix the padded rows (the largest grids)."""
         if self._fields is not None:
             return
-        self.files.scan(progress)
         counts, largest = [], []
-        for index in range(len(self.paths)):
-            grids = self.file_grids(index)
+
+        def note_grids(index: int, cloud: PointCloud, fields: Fields) -> None:
+            grids = self.grid(cloud.points, fields, self.files.features(cloud))
             counts.append(len(grids))
             largest.append(largest_cells(grids))
+
+        self.files.scan(progress, on_cut=note_grids)
+        if len(counts) != len(self.paths):  # the files were scanned before, without this hook
+            counts, largest = [], []
+            for index in range(len(self.paths)):
+                cloud, fields, _ = self.files.cut(index)
+                note_grids(index, cloud, fields)
         needed = tuple(int(r) for r in np.max(largest, axis=0))
         if self.max_rows is None:
             self.max_rows = padded_rows(needed, self.sampler.num_points)
@@ -135,7 +142,7 @@ class GridSource:
             held += self.file_grids(index)[skip:]
             skip = 0
             if progress is not None:
-                progress(f"cut {self.paths[index]} into {count} grids")
+                progress(f"writing {count} grids of {self.paths[index]}")
             full = len(held) // batch_size * batch_size
             for first in range(0, full, batch_size):
                 yield self._batch(held[first:first + batch_size])

@@ -116,9 +116,11 @@ class PointCloudSource:
         return self.label is not None and bool(spec.get("ignore") or spec.get("unknown") == "ignore")
 
     # -- pass 1 ---------------------------------------------------------------------------
-    def scan(self, progress: Callable[[str], None] | None = None) -> None:
+    def scan(self, progress: Callable[[str], None] | None = None,
+             on_cut: Callable[[int, PointCloud, Fields], None] | None = None) -> None:
         """Check every file, resolve the class map, count fields and class points; raises
-        `PointCloudFileError` naming a file."""
+        `PointCloudFileError` naming a file. ``on_cut(index, cloud, fields)`` sees each file's
+        cut, so a caller that needs more from it does not cut the file again."""
         if self._counts is not None:
             return
         if not self._files_checked:
@@ -128,7 +130,7 @@ class PointCloudSource:
                 if progress is not None:
                     progress(f"checked {path} ({results[-1][0]} points)")
             self.adopt_scan(results)
-        self._count_fields(progress)
+        self._count_fields(progress, on_cut)
 
     def scan_file(self, index: int) -> tuple:
         """``(points, has labels, label codes)`` of file ``index``, checked; files scan in parallel."""
@@ -151,7 +153,8 @@ class PointCloudSource:
                 self.class_map.to_ids(found, source=f"point-cloud file {path!r}")
         self._files_checked = True
 
-    def _count_fields(self, progress: Callable[[str], None] | None) -> None:
+    def _count_fields(self, progress: Callable[[str], None] | None,
+                      on_cut: Callable[[int, PointCloud, Fields], None] | None) -> None:
         """Cut every file once to count its fields and the trained points of each class."""
         counts, class_counts = [], np.zeros(self.class_map.num_classes if self.class_map else 0, np.int64)
         for i, path in enumerate(self.paths):
@@ -159,8 +162,10 @@ class PointCloudSource:
             counts.append(len(fields))
             if ids is not None:
                 class_counts += np.bincount(ids, minlength=class_counts.size + 1)[:class_counts.size]
+            if on_cut is not None:
+                on_cut(i, cloud, fields)
             if progress is not None:
-                progress(f"cut {path} into {len(fields)} fields")
+                progress(f"counted {len(fields)} fields in {path}")
         self.class_counts = class_counts.tolist() if self.class_map else None
         self._counts = counts
 
@@ -210,7 +215,7 @@ class PointCloudSource:
             held = parts if held is None else tuple(None if a is None else np.concatenate([a, b])
                                                      for a, b in zip(held, parts))
             if progress is not None:
-                progress(f"cut {self.paths[i]} into {count} fields")
+                progress(f"writing {count} fields of {self.paths[i]}")
             full = len(held[0]) // batch_size * batch_size
             for first in range(0, full, batch_size):
                 yield self._batch(_rows(held, first, first + batch_size))

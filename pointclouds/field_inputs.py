@@ -20,6 +20,9 @@ HEIGHT_PERCENTILE = 1.0
 def field_scale(sampler: CoveringFieldSampler) -> float:
     """What field coordinates are divided by: the (largest) neighbourhood radius, or 1 when the
     sampler already scales fields to the unit sphere."""
+    if sampler.neighborhood.whole_cloud and not sampler.to_unit_sphere:
+        raise ValueError("a neighborhood of radius 0 (one field, the whole cloud) has no radius to scale field "
+                         "inputs by: set to_unit_sphere: true")
     return 1.0 if sampler.to_unit_sphere else float(max(sampler.neighborhood.radius))
 
 

@@ -8,11 +8,12 @@ and answers all neighbourhoods with array operations, never one neighbourhood at
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from pointseq.arguments import check_spec_keys, require_positive
 
@@ -33,7 +34,8 @@ class Neighborhood:
     ``sphere``: ball of ``radius``; ``cylinder``: disc of ``radius`` in xy, unbounded in z;
     ``rectangular2d``/``rectangular3d``: axis-aligned box with half sides ``radius`` (a scalar
     or one value per axis), unbounded in z for 2d. Support points sit on a grid of spacing
-    ``radius * separation_factor`` per axis (xy only for the 2d shapes).
+    ``radius * separation_factor`` per axis (xy only for the 2d shapes). ``radius: 0`` means one
+    neighbourhood holding the whole cloud (`whole_cloud`).
     """
 
     type: str
@@ -49,22 +51,29 @@ class Neighborhood:
             raise ValueError(f"neighborhood type must be one of {list(NEIGHBORHOOD_TYPES)}, got {kind!r}")
         kind = kind.lower()
         dims = 2 if kind in ("cylinder", "rectangular2d") else 3
+        separation = require_positive("neighborhood separation_factor", spec.get("separation_factor", 0.8))
         radius = spec["radius"]
+        if _is_zero(radius):  # the original's "radius 0": one neighbourhood holding the whole cloud
+            return cls(kind, (0.0,) * dims, separation)
         if isinstance(radius, (list, tuple, np.ndarray)):
             if not kind.startswith("rectangular") or len(radius) != dims:
                 raise ValueError(f"neighborhood radius {list(radius)!r} for {kind!r}: a per-axis radius needs a "
                                  f"rectangular type and {dims} values")
             radii = tuple(require_positive("neighborhood radius", r) for r in radius)
         else:
-            radii = (require_positive("neighborhood radius", radius),) * dims
+            radii = (_positive_radius(radius),) * dims
         if kind in ("sphere", "cylinder"):
             radii = radii[:1] * dims
-        separation = require_positive("neighborhood separation_factor", spec.get("separation_factor", 0.8))
         return cls(kind, radii, separation)
 
     def get_config(self) -> dict:
         radius = self.radius[0] if len(set(self.radius)) == 1 else list(self.radius)
         return {"type": self.type, "radius": radius, "separation_factor": self.separation_factor}
+
+    @property
+    def whole_cloud(self) -> bool:
+        """True for ``radius: 0``: a single neighbourhood, the whole cloud, centred on its mean."""
+        return self.radius[0] == 0
 
     @property
     def dims(self) -> int:
@@ -84,19 +93,65 @@ class Neighborhood:
         return np.inf if self.type.startswith("rectangular") else 2.0
 
 
-def grid_supports(local: np.ndarray, neighborhood: Neighborhood, spacing: np.ndarray) -> np.ndarray:
-    """Grid nodes (K, dims) centred on the bounding box that lie near enough to a point to matter.
+def _is_zero(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and value == 0
 
-    Node i along an axis sits at ``mid + (i - (n-1)/2) * spacing`` with ``n = ceil(range/spacing)
-    + 1``, so every point is within half a spacing (per axis) of a node. Only nodes within reach of an
-    occupied grid cell are generated (empty space is never enumerated).
+
+def _positive_radius(value: Any) -> float:
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) and not value > 0:
+        raise ValueError(f"neighborhood radius must be a positive finite number, or 0 for one neighbourhood "
+                         f"holding the whole cloud, got {value!r}")
+    return require_positive("neighborhood radius", value)
+
+
+@dataclass(frozen=True, eq=False)
+class SupportGrid:
+    """The regular grid of support nodes of a whole tile: node ``index`` (per axis, 0 <= index <
+    ``count``) sits at ``start + index * spacing``.
+
+    Built once from the tile's bounds (`over`), it gives every spatial block of the tile the same
+    nodes as the whole tile would have, so blocks cut exactly the tile's fields.
+    """
+
+    start: np.ndarray
+    spacing: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def over(cls, low: np.ndarray, high: np.ndarray, spacing: np.ndarray) -> "SupportGrid":
+        """The grid centred on the box [low, high]: ``n = ceil(range/spacing) + 1`` nodes per axis,
+        so every point of the box is within half a spacing (per axis) of a node."""
+        low, high, spacing = (np.asarray(v, dtype=np.float64) for v in (low, high, spacing))
+        count = np.ceil((high - low) / spacing).astype(np.int64) + 1
+        return cls((low + high) / 2 - (count - 1) * spacing / 2, spacing, count)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockFrame:
+    """What one spatial block of a tile shares with the whole tile: ``origin`` (3,), the tile's
+    minimum (the block's local coordinates are relative to it, bit for bit as the tile's are),
+    the tile's support ``grid``, and ``owns(positions (K, dims)) -> bool (K,)``, which support
+    positions (local) belong to this block: every support position belongs to exactly one block."""
+
+    origin: np.ndarray
+    grid: SupportGrid
+    owns: Callable[[np.ndarray], np.ndarray]
+
+
+def grid_supports(local: np.ndarray, neighborhood: Neighborhood, spacing: np.ndarray,
+                  grid: SupportGrid | None = None) -> np.ndarray:
+    """Nodes (K, dims) of ``grid`` (default: centred on the bounding box of ``local``, of
+    ``spacing``) that lie near enough to a point of ``local`` to matter.
+
+    Only nodes within reach of an occupied grid cell are generated (empty space is never
+    enumerated). With the grid of a whole tile and ``local`` one block's points, every node
+    whose neighbourhood holds one of those points is among them.
     """
     coords = local[:, : neighborhood.dims]
-    low, high = coords.min(axis=0), coords.max(axis=0)
-    count = np.ceil((high - low) / spacing).astype(np.int64) + 1
-    start = (low + high) / 2 - (count - 1) * spacing / 2
+    grid = SupportGrid.over(coords.min(axis=0), coords.max(axis=0), spacing) if grid is None else grid
+    start, spacing, count = grid.start, grid.spacing, grid.count
     shape = tuple(int(c) for c in count)
-    cells = np.minimum(np.floor((coords - start) / spacing).astype(np.int64), count - 1)
+    cells = np.clip(np.floor((coords - start) / spacing).astype(np.int64), 0, count - 1)
     cells = np.unique(np.ravel_multi_index(tuple(cells.T), shape))
     reach = int(math.ceil(float(np.max(np.asarray(neighborhood.radius) / spacing)))) + 1
     steps = np.arange(-reach, reach + 1)
@@ -108,6 +163,17 @@ def grid_supports(local: np.ndarray, neighborhood: Neighborhood, spacing: np.nda
         keys.append(np.ravel_multi_index(tuple(shifted[inside].T), shape))
     nodes = np.stack(np.unravel_index(np.unique(np.concatenate(keys)), shape), axis=1)
     return start + nodes * spacing
+
+
+def snapped_supports(local: np.ndarray, nodes: np.ndarray, neighborhood: Neighborhood) -> np.ndarray:
+    """``center_on_pcloud``: each node moved onto its nearest point (Euclidean over the bounded
+    axes) within the smallest radius; nodes with no point that close are dropped, and nodes that
+    land on the same position are kept once. Returns (K', dims) positions of input points."""
+    coords = local[:, : neighborhood.dims]
+    if nodes.shape[0] == 0:
+        return nodes
+    distance, nearest = cKDTree(coords).query(nodes, distance_upper_bound=float(min(neighborhood.radius)))
+    return np.unique(coords[nearest[np.isfinite(distance)]], axis=0)
 
 
 def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neighborhood) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,12 @@ import numpy as np
 
 from pointseq.arguments import check_spec_keys, require_bool, require_int, require_positive
 from pointseq.pointclouds.neighborhoods import (
+    BlockFrame,
     Neighborhood,
     covering_supports,
     grid_supports,
     membership_pairs,
+    snapped_supports,
 )
 from pointseq.pointclouds.subsampling import (
     farthest_point_rows,
@@ -83,12 +85,16 @@ class CoveringFieldSampler:
     ``num_encoding_neighbors``: k for label reduction and for propagation back.
     ``training_class_distribution``: per-class numbers of centres drawn from the points of that
     class when labels are given (class-balanced training fields; these need not cover the cloud).
+    ``center_on_pcloud``: move each grid node onto its nearest point within the (smallest)
+    radius, drop nodes with none, keep coinciding ones once (the coverage pass still runs).
+    ``neighborhood.radius: 0``: one field whose neighbourhood is the whole cloud, centred on
+    the mean of the points.
     """
 
     def __init__(self, num_points: int, neighborhood: Mapping[str, Any] | Neighborhood, *,
                  subsampling: str = "fps", cell_size: float | Sequence[float] = 0.1,
                  num_encoding_neighbors: int = 3, to_unit_sphere: bool = False,
-                 training_class_distribution: Sequence[int] | None = None) -> None:
+                 training_class_distribution: Sequence[int] | None = None, center_on_pcloud: bool = False) -> None:
         self.num_points = require_int("num_points", num_points, 1)
         self.neighborhood = neighborhood if isinstance(neighborhood, Neighborhood) else Neighborhood.from_spec(neighborhood)
         if subsampling not in SUBSAMPLING:
@@ -98,6 +104,7 @@ class CoveringFieldSampler:
         self.cell_size = tuple(require_positive("cell_size", float(c)) for c in cells)
         self.num_encoding_neighbors = require_int("num_encoding_neighbors", num_encoding_neighbors, 1)
         self.to_unit_sphere = require_bool("to_unit_sphere", to_unit_sphere)
+        self.center_on_pcloud = require_bool("center_on_pcloud", center_on_pcloud)
         if training_class_distribution is not None:
             if isinstance(training_class_distribution, (str, bytes)) or not isinstance(training_class_distribution, Sequence):
                 raise TypeError(f"training_class_distribution must be a list of counts per class or None, "
@@ -111,7 +118,8 @@ class CoveringFieldSampler:
         return {"type": "CoveringFieldSampler", "num_points": self.num_points, "neighborhood": self.neighborhood.get_config(),
                 "subsampling": self.subsampling, "cell_size": list(self.cell_size),
                 "num_encoding_neighbors": self.num_encoding_neighbors, "to_unit_sphere": self.to_unit_sphere,
-                "training_class_distribution": self.training_class_distribution}
+                "training_class_distribution": self.training_class_distribution,
+                "center_on_pcloud": self.center_on_pcloud}
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> "CoveringFieldSampler":
@@ -119,39 +127,50 @@ class CoveringFieldSampler:
         return sampler_from_spec(spec)
 
     def __call__(self, points: np.ndarray, rng: np.random.Generator | None = None,
-                 labels: np.ndarray | None = None) -> Fields:
+                 labels: np.ndarray | None = None, *, block: BlockFrame | None = None) -> Fields:
         """Fields of one cloud (``points`` (N, 3), absolute float64; ``labels`` (N,) class ids or None).
 
         ``rng`` drives grid/random subsampling and class-balanced centres; FPS over a grid is
-        deterministic and needs none.
+        deterministic and needs none. ``block``: ``points`` are one spatial block of a larger
+        tile (with every point within reach of the block, see `pointclouds.blocks`); the block
+        gets exactly the tile's fields whose support it owns, indexed into ``points``.
         """
         points = _checked_points(points)
         labels = None if labels is None else _checked_labels(labels, points.shape[0])
         needs_rng = self.subsampling != "fps" or (labels is not None and self.training_class_distribution)
         if needs_rng and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng must be a numpy Generator for this sampler, got {rng!r}")
-        origin = points.min(axis=0)
+        if block is not None and self.neighborhood.whole_cloud:
+            raise ValueError("a neighborhood of radius 0 is one field holding the whole cloud: it cannot be "
+                             "cut into spatial blocks")
+        origin = points.min(axis=0) if block is None else np.asarray(block.origin, dtype=np.float64)
         local = points - origin  # float64: exact at any offset
-        supports, field_of, member = self._membership(local, rng, labels)
-        offsets = np.concatenate([[0], np.cumsum(np.bincount(field_of))]).astype(np.int64)
+        supports, field_of, member = self._membership(local, rng, labels, block)
+        offsets = np.concatenate([[0], np.cumsum(np.bincount(field_of, minlength=supports.shape[0]))]).astype(np.int64)
         if supports.shape[1] == 2:  # z-unbounded shapes: centre at the neighbourhood's mean height
-            heights = np.bincount(field_of, weights=local[member, 2]) / np.diff(offsets)
+            heights = np.bincount(field_of, weights=local[member, 2], minlength=supports.shape[0]) / np.diff(offsets)
             supports = np.column_stack([supports, heights])
         fields = self._build_fields(local, origin, supports, offsets, member, rng)
         if labels is None:
             return fields
         return replace(fields, labels=reduce_labels(fields, points, labels, self.num_encoding_neighbors))
 
-    def _membership(self, local: np.ndarray, rng: np.random.Generator | None,
-                    labels: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Supports (M, dims) and their (field, point) pairs sorted by field; empty ones dropped."""
+    def _membership(self, local: np.ndarray, rng: np.random.Generator | None, labels: np.ndarray | None,
+                    block: BlockFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Supports (M, dims) and their (field, point) pairs sorted by field; empty ones dropped;
+        with a ``block``, only the supports it owns."""
         hood = self.neighborhood
+        if hood.whole_cloud:
+            count = local.shape[0]
+            return local.mean(axis=0)[None, : hood.dims], np.zeros(count, dtype=np.int64), np.arange(count)
         if labels is not None and self.training_class_distribution:
             chosen = class_balanced_centres(labels, self.training_class_distribution, rng)
             supports = local[chosen, : hood.dims]
             support, member = membership_pairs(local, supports, hood)
         else:
-            supports = grid_supports(local, hood, hood.spacing)
+            supports = grid_supports(local, hood, hood.spacing, None if block is None else block.grid)
+            if self.center_on_pcloud:
+                supports = snapped_supports(local, supports, hood)
             support, member = membership_pairs(local, supports, hood)
             missed = np.bincount(member, minlength=local.shape[0]) == 0
             if missed.any():  # separation above the covering limit: add supports for the missed points
@@ -162,6 +181,9 @@ class CoveringFieldSampler:
                 supports = np.concatenate([supports, extra])
             if np.any(np.bincount(member, minlength=local.shape[0]) == 0):
                 raise AssertionError("covering fields missed a point")  # covering_supports rules this out
+        if block is not None:  # the block's own supports: their neighbourhoods are complete here
+            kept = np.asarray(block.owns(supports), dtype=bool)[support]
+            support, member = support[kept], member[kept]
         used, field_of = np.unique(support, return_inverse=True)
         order = np.argsort(field_of, kind="stable")  # pairs were sorted by support: points stay ascending
         return supports[used], field_of[order], member[order]
@@ -284,11 +306,12 @@ def _checked_labels(labels: Any, count: int) -> np.ndarray:
 
 
 FPS_KEYS = ("type", "num_points", "num_encoding_neighbors", "neighborhood", "to_unit_sphere",
-            "training_class_distribution", "fast", "support_strategy")
+            "training_class_distribution", "fast", "support_strategy", "center_on_pcloud")
 GRID_KEYS = ("type", "sphere_radius", "separation_factor", "cell_size", "interpolate", "num_points",
-             "num_encoding_neighbors", "to_unit_sphere", "training_class_distribution", "support_strategy")
+             "num_encoding_neighbors", "to_unit_sphere", "training_class_distribution", "support_strategy",
+             "center_on_pcloud")
 OWN_KEYS = ("type", "num_points", "neighborhood", "subsampling", "cell_size", "num_encoding_neighbors",
-            "to_unit_sphere", "training_class_distribution")
+            "to_unit_sphere", "training_class_distribution", "center_on_pcloud")
 
 
 def sampler_from_spec(spec: Mapping[str, Any]) -> CoveringFieldSampler:
@@ -297,7 +320,8 @@ def sampler_from_spec(spec: Mapping[str, Any]) -> CoveringFieldSampler:
 
     - ``FurthestPointSubsamplingPreProcessor``: ``num_points`` (8000), ``num_encoding_neighbors``
       (3), ``neighborhood`` (required), ``to_unit_sphere``, ``training_class_distribution``,
-      ``fast`` (false: exact FPS; 2: random subset), ``support_strategy`` ("grid" only).
+      ``fast`` (false: exact FPS; 2: random subset), ``support_strategy`` ("grid" only),
+      ``center_on_pcloud`` (false); ``neighborhood.radius: 0`` is one field holding the whole cloud.
     - ``GridSubsamplingPreProcessor``: a sphere of ``sphere_radius`` (1.0), ``separation_factor``
       (sqrt(3)/4), ``cell_size`` (0.1, a fraction of the radius), ``num_points`` (default one per
       cell of the sphere's bounding cube), ``num_encoding_neighbors`` (1). Fields keep one real
@@ -310,8 +334,8 @@ def sampler_from_spec(spec: Mapping[str, Any]) -> CoveringFieldSampler:
     kind = str(spec.get("type", "")).lower()
     if spec.get("support_strategy", "grid") != "grid":
         raise ValueError(f"support_strategy must be 'grid' (the covering grid), got {spec['support_strategy']!r}")
-    common = {key: spec[key] for key in ("num_encoding_neighbors", "to_unit_sphere", "training_class_distribution")
-              if key in spec}
+    common = {key: spec[key] for key in ("num_encoding_neighbors", "to_unit_sphere", "training_class_distribution",
+                                         "center_on_pcloud") if key in spec}
     if kind == "furthestpointsubsamplingpreprocessor":
         check_spec_keys(spec, "FurthestPointSubsamplingPreProcessor", FPS_KEYS, ("neighborhood",))
         fast = spec.get("fast", False)

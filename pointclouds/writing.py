@@ -9,6 +9,8 @@ temporary name beside ``path`` and renamed into place, so a crash never leaves h
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -80,16 +82,23 @@ def write_point_cloud(path: str | os.PathLike, source: str | os.PathLike | Point
             las[name] = values
     if classification is not None:
         _set_classification(las, np.asarray(classification), n)
+    with atomic_output(path) as temp, open(temp, "wb") as f:  # a path would pick compression from the temp name
+        las.write(f, do_compress=path.lower().endswith(".laz"))
+    return path
+
+
+@contextmanager
+def atomic_output(path: str) -> Iterator[str]:
+    """A temporary name beside ``path`` to write to; renamed to ``path`` when the block succeeds,
+    removed when it fails, so a crash never leaves half a file where a good one is expected."""
     temp = f"{path}.tmp{os.getpid()}"
     try:
-        with open(temp, "wb") as f:  # a path argument would pick compression from the temp name
-            las.write(f, do_compress=path.lower().endswith(".laz"))
+        yield temp
         os.replace(temp, path)
     except BaseException:
         if os.path.exists(temp):
             os.remove(temp)
         raise
-    return path
 
 
 def _set_classification(las: Any, codes: np.ndarray, n: int) -> None:

@@ -22,6 +22,7 @@ from pointseq.arguments import require_bool, require_int
 from pointseq.sequencers.batch_plan import BatchPlan, gather_slots
 from pointseq.sequencers.keyed_cache import KeyedCache
 from pointseq.sequencers.load_clock import LoadClock
+from pointseq.sequencers.read_ahead import ReadAhead
 from pointseq.sequencers.seeding import augmentation_rng, draw_seed, shuffle_rng
 from pointseq.sequencers.structure import Structure
 from pointseq.sequencers.worker_watchdog import ensure_watchdog
@@ -43,7 +44,12 @@ class AbstractSequencer(keras.utils.PyDataset):
         drop_last: leave out the last, partial batch of each epoch.
         epoch_size: a fixed number of batches per epoch; the sample order continues across
             the end of the data instead of restarting.
-        workers, use_multiprocessing, max_queue_size: passed to `keras.utils.PyDataset`.
+        workers: batches built at once. In threads (the default) they are the sequencer's own:
+            it builds the next ``min(max_queue_size, 2 * workers)`` batches ahead in index
+            order and tells Keras ``workers=1``, so tf.data keeps the prefetching Keras turns
+            off when it runs worker threads itself (``worker_threads`` says how many).
+        use_multiprocessing, max_queue_size: passed to `keras.utils.PyDataset` (with
+            ``use_multiprocessing``, ``workers`` processes of Keras' pool).
 
     Subclasses implement ``_count_samples`` and ``extract_input_batch`` (and usually
     ``extract_reference_batch``); everything else has a working default.
@@ -76,12 +82,8 @@ class AbstractSequencer(keras.utils.PyDataset):
                 f"{type(self).__name__} got unknown keyword argument(s): {unknown}. "
                 f"Valid keyword arguments are: {valid}{self.KWARGS_NOTE}"
             )
-        workers = require_int("workers", workers, 1)
-        max_queue_size = require_int("max_queue_size", max_queue_size, 1)
-        super().__init__(
-            workers=workers, use_multiprocessing=require_bool("use_multiprocessing", use_multiprocessing),
-            max_queue_size=max_queue_size,
-        )
+        self._init_workers(require_int("workers", workers, 1), require_bool("use_multiprocessing", use_multiprocessing),
+                           require_int("max_queue_size", max_queue_size, 1))
         if use_multiprocessing:
             # Keras creates the worker pool before it calls on_epoch_begin.
             ensure_watchdog()
@@ -109,6 +111,14 @@ class AbstractSequencer(keras.utils.PyDataset):
         elif y is not None:
             raise ValueError(f"y was given without X; give the inputs X too (got X=None, y of type "
                              f"{type(y).__name__})")
+
+    def _init_workers(self, workers: int, use_multiprocessing: bool, max_queue_size: int) -> None:
+        """Worker threads are the sequencer's own (see read_ahead.py): Keras gets one worker."""
+        threads = workers if workers > 1 and not use_multiprocessing else 0
+        super().__init__(workers=1 if threads else workers, use_multiprocessing=use_multiprocessing,
+                         max_queue_size=max_queue_size)
+        self.worker_threads = threads
+        self._read_ahead = ReadAhead(threads, min(max_queue_size, 2 * threads)) if threads else None
 
     # ---------------------------------------------------------------- kwargs and config
     KWARGS_NOTE = ""  # appended to the unknown-keyword message (where other keywords go)
@@ -141,6 +151,8 @@ class AbstractSequencer(keras.utils.PyDataset):
     def set_input_data(self, X: Structure, y: np.ndarray | None = None) -> None:
         """Replace the data; subclasses validate and store it, then call this."""
         self._sample_ids = None
+        if self._read_ahead is not None:
+            self._read_ahead.close()  # batches built from the old data
         if self.num_samples == 0:
             raise ValueError(f"X must hold at least one sample, got 0 ({type(self).__name__})")
         self._check_some_batches()
@@ -322,6 +334,11 @@ class AbstractSequencer(keras.utils.PyDataset):
 
     def __getitem__(self, idx: int) -> tuple:
         idx = self._check_index(idx)
+        if self._read_ahead is not None:
+            return self._read_ahead.get((self.epoch, self._training), idx, len(self), self._build_item)
+        return self._build_item(idx)
+
+    def _build_item(self, idx: int) -> tuple:
         start = time.perf_counter()
         try:
             if self._training:
@@ -351,6 +368,14 @@ class AbstractSequencer(keras.utils.PyDataset):
         return z
 
     # ---------------------------------------------------------------- views
+    def __copy__(self) -> "AbstractSequencer":
+        """A shallow copy whose batches built ahead are its own (views serve other batches)."""
+        view = type(self).__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        if self._read_ahead is not None:
+            view._read_ahead = self._read_ahead.fresh()
+        return view
+
     def shard(self, num_shards: int, index: int) -> "AbstractSequencer":
         """A copy serving replica ``index`` of ``num_shards``: disjoint batches, equal counts.
 

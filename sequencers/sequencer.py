@@ -55,8 +55,8 @@ class Sequencer(AbstractSequencer):
         self._X: Structure = None
         self._y: np.ndarray | None = None
         super().__init__(X, y, batch_size, **kwargs)
-        # Enough for the batches Keras' queue, its workers and tf.data's prefetch hold.
-        self._buffers = BatchBuffers(per_size=self.max_queue_size + 2 * self.workers + 8)
+        # Enough for the batches Keras' queue, the workers (or those built ahead) and tf.data's prefetch hold.
+        self._buffers = BatchBuffers(per_size=self.max_queue_size + 2 * max(self.workers, self.worker_threads) + 8)
 
     def get_config(self) -> dict:
         config = super().get_config()

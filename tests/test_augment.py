@@ -65,6 +65,17 @@ class TestDistributions:
         assert stats.kstest(standardised, "norm").pvalue > 1e-3
         assert stats.kurtosis(standardised, fisher=False) == pytest.approx(3.0, abs=0.1)
 
+    def test_normal_float32_is_the_quantile_table_within_its_stated_bounds(self):
+        values = Normal(0.0, 1.0).sample(np.random.default_rng(4), 1_000_000, dtype=np.float32)
+        # 2**16 equal-probability levels: Kolmogorov-Smirnov distance at most 2**-17 plus sampling error
+        assert stats.kstest(values.astype(np.float64), "norm").statistic < 2.0 ** -17 + 2e-3
+        assert np.unique(values).size <= 1 << 16
+        assert np.abs(values).max() <= Normal(0.0, 1.0).largest_magnitude(np.float32)
+        assert Normal(0.0, 1.0).largest_magnitude(np.float32) == pytest.approx(4.33, abs=0.01)
+        assert Normal(0.5, 2.0).largest_magnitude(np.float32) == pytest.approx(0.5 + 2 * 4.33, abs=0.03)
+        assert Normal(0.0, 1.0).largest_magnitude(np.float64) == math.inf
+        assert Uniform(-3, 2).largest_magnitude() == 3 and Constant(-1.5).largest_magnitude() == 1.5
+
     def test_normal_float32_odd_count_and_zero_stdev(self):
         rng = np.random.default_rng(0)
         assert Normal(0, 1).sample(rng, (3, 5), dtype=np.float32).shape == (3, 5)
@@ -237,6 +248,12 @@ class TestJitter:
         assert abs(out.mean()) < 0.02 * 0.01
         # each axis and sample gets the same spread: no structure across the batch
         np.testing.assert_allclose(out.std(axis=1), 0.02, rtol=0.03)
+
+    def test_a_clip_no_draw_can_reach_changes_nothing(self):
+        points = cloud(batch=2, points=3000)
+        clipped, _ = run(Augmentor([Jitter(Normal(0, 0.01), clip=0.05)]), points, seed=7)
+        unclipped, _ = run(Augmentor([Jitter(Normal(0, 0.01), clip=None)]), points, seed=7)
+        np.testing.assert_array_equal(clipped, unclipped)
 
     def test_uniform_noise(self):
         points = np.zeros((2, 10_000, 3), dtype=np.float32)

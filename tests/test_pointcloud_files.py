@@ -301,7 +301,8 @@ def test_cli_usage_errors_exit_2_and_leave_no_temp_file(tmp_path, monkeypatch, c
     monkeypatch.undo()
     assert main(["cache", "build", str(tmp_path / "spec.json")]) == 0
     err = capsys.readouterr().err
-    assert "offline_pcloud: checked" in err and f"offline_pcloud: cut {tmp_path / 'a.laz'} into 77 fields" in err
+    assert "offline_pcloud: checked" in err and f"offline_pcloud: counted 77 fields in {tmp_path / 'a.laz'}" in err
+    assert err.count(f"offline_pcloud: writing 77 fields of {tmp_path / 'a.laz'}") == 1
 
 
 def test_ingestion_memory_is_bounded_by_the_largest_file(tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
+from pointseq.pointclouds.field_inputs import field_scale
 from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood, membership_pairs
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, majority, reduce_labels, sampler_from_spec
 from pointseq.pointclouds.subsampling import farthest_point_positions
@@ -204,3 +205,55 @@ def test_original_specs_are_accepted_and_bad_ones_refused():
         sampler_from_spec({"type": "HierarchicalFPSPreProcessor"})
     with pytest.raises(ValueError, match="points must have shape"):
         CoveringFieldSampler(8, {"type": "sphere", "radius": 1.0})(np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("kind", ["sphere", "cylinder", "rectangular2d"])
+def test_radius_zero_is_one_field_holding_the_whole_cloud(kind):
+    points = rough_tile(800)
+    spec = {"type": "FurthestPointSubsamplingPreProcessor", "num_points": 64, "num_encoding_neighbors": 1,
+            "neighborhood": {"type": kind, "radius": 0, "separation_factor": 0.8}}
+    sampler = sampler_from_spec(spec)
+    assert sampler.neighborhood.whole_cloud and sampler.get_config()["neighborhood"]["radius"] == 0
+    fields = sampler(points)
+    assert len(fields) == 1 and np.array_equal(fields.member_indices, np.arange(len(points)))  # 100% coverage
+    np.testing.assert_allclose(fields.centres[0], points.mean(axis=0), rtol=0, atol=1e-6)  # centred on the mean
+    assert len(np.unique(fields.indices[0])) == 64 and fields.indices[0, 0] == 0  # FPS from the first point
+    np.testing.assert_allclose(fields.points[0], points[fields.indices[0]] - fields.centres[0], atol=1e-3)
+    with pytest.raises(ValueError, match="has no radius to scale field inputs by: set to_unit_sphere: true"):
+        field_scale(sampler)
+    assert field_scale(sampler_from_spec(dict(spec, to_unit_sphere=True))) == 1.0
+    with pytest.raises(ValueError, match=r"radius must be a positive finite number, or 0 for one neighbourhood "
+                                         r"holding the whole cloud, got -1"):
+        CoveringFieldSampler(8, {"type": kind, "radius": -1})
+
+
+@pytest.mark.parametrize("spec", [HOODS[0], HOODS[1], dict(HOODS[3], separation_factor=2.5)])
+def test_center_on_pcloud_moves_nodes_onto_their_nearest_point_within_the_radius(spec):
+    from pointseq.pointclouds.neighborhoods import grid_supports
+
+    points = rough_tile(1500)
+    sampler = sampler_from_spec({"type": "FurthestPointSubsamplingPreProcessor", "num_points": 16,
+                                 "neighborhood": spec, "center_on_pcloud": True})
+    hood = sampler.neighborhood
+    fields = sampler(points)
+    assert np.all(np.bincount(fields.member_indices, minlength=len(points)) >= 1)  # still covers every point
+    local = points - points.min(axis=0)
+    coords = local[:, : hood.dims]
+    nodes = grid_supports(local, hood, hood.spacing)  # brute force: nearest point of each node within min(radius)
+    distance = np.sqrt(((nodes[:, None, :] - coords[None, :, :]) ** 2).sum(axis=2))
+    close = distance.min(axis=1) <= min(hood.radius)
+    expected = {tuple(np.round(c, 6)) for c in coords[distance[close].argmin(axis=1)]}
+    centres = [tuple(np.round(c, 6)) for c in fields.centres[:, : hood.dims] - points.min(axis=0)[: hood.dims]]
+    assert len(set(centres)) == len(centres)  # nodes landing on one point are kept once
+    assert expected <= set(centres)  # every snapped node ...
+    if hood.separation_factor < 1:
+        assert len(expected) < close.sum()  # ... with the nodes that landed on one point merged
+    cover = np.asarray(hood.radius) * COVERING_SEPARATION[hood.type] * 0.9
+    rest = np.array([c for c in centres if c not in expected]).reshape(-1, hood.dims)
+    np.testing.assert_allclose(rest / cover, np.round(rest / cover), atol=1e-6)  # the rest: coverage-pass nodes
+    if hood.separation_factor > COVERING_SEPARATION[hood.type]:
+        assert rest.shape[0] > 0
+    plain = CoveringFieldSampler(16, spec)(points)
+    assert not np.array_equal(plain.centres, fields.centres)
+    with pytest.raises(TypeError, match="center_on_pcloud must be True or False"):
+        CoveringFieldSampler(8, spec, center_on_pcloud="yes")

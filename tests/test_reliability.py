@@ -218,7 +218,7 @@ def test_readme_migration_notes_cover_depths_jitter_clip_and_default_shuffle():
 # ---------------------------------------------------------------- 10: resume with workers
 def test_checkpoint_refuses_a_build_pass_with_prefetching_workers(tmp_path):
     X, y = data()
-    seq = Sequencer(X, y, batch_size=4, seed=0, workers=2)
+    seq = Sequencer(X, y, batch_size=4, seed=0, workers=2, use_multiprocessing=True)
     checkpoint = SequencerCheckpoint(seq, str(tmp_path / "state.json"))
     seq.on_epoch_begin()  # what JAX/torch fit does to build a loaded model before training
     seq[0]
@@ -232,3 +232,14 @@ def test_checkpoint_refuses_a_build_pass_with_prefetching_workers(tmp_path):
     single.on_epoch_begin()
     single.on_epoch_end()
     quiet.on_train_begin()  # no prefetch: set_epoch at each epoch keeps it exact
+    threads = Sequencer(X, y, batch_size=4, seed=0, workers=2)
+    ahead = SequencerCheckpoint(threads, str(tmp_path / "threads.json"))
+    threads.on_epoch_begin()
+    stale = threads[0]  # starts building epoch 0's next batches
+    threads.on_epoch_end()
+    ahead.on_train_begin()  # built ahead per epoch: nothing of epoch 0 is served in epoch 1
+    threads.set_epoch(1)
+    epoch_one = Sequencer(X, y, batch_size=4, seed=0)
+    epoch_one.set_epoch(1)
+    np.testing.assert_array_equal(threads[1][0], epoch_one[1][0])
+    assert not np.array_equal(threads[0][0], stale[0])

@@ -157,3 +157,23 @@ def test_train_from_grid_cache_then_predict_every_point_of_a_held_out_tile(tmp_p
     scores = classification_metrics(reference[keep], probabilities.argmax(axis=1)[keep], 3)
     majority = np.bincount(reference[keep]).max() / keep.sum() / 3  # mIoU of "all majority class"
     assert scores.mean_iou > majority + 0.25, (scores.mean_iou, majority)
+
+
+def test_a_shadow_cache_build_cuts_each_file_twice_not_three_times(tmp_path, monkeypatch):
+    """Counting the fields and sizing the grids share one cut; writing is the second."""
+    from pointseq.offline.pointcloud_source import PointCloudSource
+
+    cuts = []
+    real_cut = PointCloudSource.cut
+
+    def counted_cut(self, index):
+        cuts.append(index)
+        return real_cut(self, index)
+
+    monkeypatch.setattr(PointCloudSource, "cut", counted_cut)
+    source = GridSource.from_spec(files_spec(write_tiles(tmp_path, 2, seed=0)))
+    config = source.cache_config()
+    assert sorted(cuts) == [0, 1] and source.num_samples() > 0 and config["max_rows"] == list(source.max_rows)
+    batches = list(source.batches(4, drop_last=False))
+    assert sorted(cuts) == [0, 0, 1, 1]
+    assert sum(len(b[1]) for b in batches) == source.num_samples()

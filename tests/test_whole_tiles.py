@@ -80,3 +80,25 @@ def test_refusals_exit_2_with_one_line(trained, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (argv, err)
     assert not any(name.startswith("garbage") for name in os.listdir(tmp_path / "p"))  # no half-written output
+
+
+def test_blocked_prediction_equals_the_whole_tile(trained, tmp_path, capsys):
+    from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
+    from pointseq.pointclouds import read_point_cloud
+
+    folder, paths = trained
+    model, pipeline = load_training_output(str(folder / "out"))
+    pipeline["sampler"]["subsampling"] = "fps"  # deterministic fields: blocks cut exactly the tile's
+    cloud = read_point_cloud(paths[2], label=None)
+    whole = predict_cloud(model, pipeline, cloud)
+    blocks = predict_cloud(model, pipeline, cloud, block_points=len(cloud) // 6)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+    assert np.array_equal(blocks.argmax(axis=1), whole.argmax(axis=1))
+    # from the command line (the trained random subsampling): every point predicted, bad values refused
+    out = str(folder / "out")
+    assert main(["predict", out, paths[2], "--output", str(tmp_path / "p"), "--block-points", "700", "--quiet"]) == 0
+    result = laspy.read(tmp_path / "p" / "tile_2.laz")
+    assert len(result.points) == len(cloud) and set(np.unique(result["prediction"])) <= {2, 5, 6}
+    capsys.readouterr()
+    assert main(["predict", out, paths[2], "--output", str(tmp_path / "q"), "--block-points", "0"]) == 2
+    assert "--block-points must be >= 1 (points per spatial block), got 0" in capsys.readouterr().err

@@ -41,3 +41,15 @@ def test_shadow_train_predict_evaluate_from_the_cli(tmp_path, capsys):
     accuracy = float((result["prediction"][trained] == source.classification[trained]).mean())
     assert accuracy == pytest.approx(report["overall_accuracy"], abs=1e-6)  # predict = validation's per-point path
     assert os.path.getsize(tmp_path / "pred" / "tile_2.laz") > 0
+
+    # spatial blocks: with FPS fields the blocked prediction is the whole tile's
+    from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
+    from pointseq.pointclouds import read_point_cloud
+
+    model, pipeline = load_training_output(str(out))
+    pipeline["sampler"].update(subsampling="fps", num_points=64)  # FPS spreads points: fewer, to fit max_rows
+    cloud = read_point_cloud(paths[2], label=None)
+    whole = predict_cloud(model, pipeline, cloud)
+    blocks = predict_cloud(model, pipeline, cloud, block_points=len(cloud) // 5)
+    np.testing.assert_allclose(blocks, whole, atol=1e-5)
+    assert np.array_equal(blocks.argmax(axis=1), whole.argmax(axis=1))

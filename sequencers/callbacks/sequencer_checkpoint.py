@@ -24,10 +24,12 @@ class SequencerCheckpoint(keras.callbacks.Callback):
       sequencer's own count says. Keras calls it before the epoch's workers start (threads
       or forked processes), so they see the new epoch.
 
-    - ``on_train_begin`` refuses (``RuntimeError``) a ``fit`` that opened a prefetching
-      sequencer (``workers > 1`` or worker processes) before training began: on JAX and
-      torch that pass, made to build a loaded or unbuilt model, leaves batches of another
-      epoch in Keras' queue. Call `prebuild_model` before ``fit``.
+    - ``on_train_begin`` refuses (``RuntimeError``) a ``fit`` that opened a sequencer with
+      Keras' own workers (worker processes, or a PyDataset of another kind with
+      ``workers > 1``) before training began: on JAX and torch that pass, made to build a
+      loaded or unbuilt model, leaves batches of another epoch in Keras' queue. Call
+      `prebuild_model` before ``fit``. A pointseq sequencer's worker threads build batches
+      ahead keyed by epoch, so they never serve another epoch's and need no refusal.
 
     Pair it with a model checkpoint written every epoch (``ModelCheckpoint`` without
     ``save_best_only``, or ``BackupAndRestore``); the two files describe the same epoch only
