@@ -12,6 +12,7 @@ from scipy.spatial import cKDTree
 
 PADDED_BLOCK_ELEMENTS = 1 << 16  # padded rows per furthest-point-sampling block: its arrays stay in cache
 NO_SLOT = np.iinfo(np.int64).max  # key of an empty place among the k nearest slots
+SLOT_MASK = (1 << 29) - 1  # slot bits of a k-nearest key (see keep_nearest): up to 2**29 kept points
 
 
 def cyclic_take(offsets: np.ndarray, num: int) -> np.ndarray:
@@ -123,20 +124,20 @@ def nearest_kept_slots(relative: np.ndarray, offsets: np.ndarray, kept: np.ndarr
 
 def slots_of(keys: np.ndarray) -> np.ndarray:
     """Slots (..., k) held by k-nearest keys (k, ...) of `keep_nearest`; -1 where none."""
-    return np.moveaxis(np.where(keys == NO_SLOT, -1, keys & 0xFFFFFFFF), 0, -1)
+    return np.moveaxis(np.where(keys == NO_SLOT, -1, keys & SLOT_MASK), 0, -1)
 
 
 def keep_nearest(keys: np.ndarray, distance: np.ndarray, slot: int, scratch: np.ndarray) -> None:
     """Insert ``slot`` at ``distance`` (float32 >= 0) into the ascending k smallest ``keys`` (k, ...).
 
-    A key is the distance's float32 bits (ordered like the value when >= 0) above the slot, so
-    one integer min/max network keeps values and slots together and ties go to the lower slot.
-    ``scratch`` (2, ...) int64 is working space.
+    A key is the distance as float64 bits (ordered like the value when >= 0; a float32 value
+    leaves the low 29 bits zero) with the slot in those bits, so one integer min/max network
+    keeps values and slots together and ties go to the lower slot. ``scratch`` (2, ...) int64
+    is working space.
     """
     carry, spare = scratch[0], scratch[1]
-    np.copyto(carry, distance.view(np.int32), casting="unsafe")
-    np.left_shift(carry, 32, out=carry)
-    carry += slot
+    np.copyto(carry.view(np.float64), distance)
+    np.bitwise_or(carry, slot, out=carry)
     for rank in range(keys.shape[0]):
         if rank + 1 < keys.shape[0]:
             np.maximum(keys[rank], carry, out=spare)  # what moves down a rank
