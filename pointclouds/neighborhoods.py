@@ -186,7 +186,7 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
     scaled = neighborhood.scaled(local)
     centres = neighborhood.scaled(np.asarray(supports, dtype=np.float64).reshape(-1, neighborhood.dims))
     grid = CellGrid(scaled, centres, neighborhood.norm, max(MAX_MEMBERSHIP_CELLS, 4 * scaled.shape[0]))
-    ordered = scaled[grid.order].T.copy()  # (dims, N) in cell order: each cell's points are one contiguous range
+    ordered = np.take(scaled, grid.order, axis=0).T.copy()  # (dims, N) in cell order: a cell is one range
     centre_keys = grid.keys_of(centres)
     per_chunk = max(1, PAIR_CHUNK // grid.stencil_keys.size)
     support_parts, point_parts = [], []

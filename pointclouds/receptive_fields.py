@@ -198,7 +198,7 @@ class CoveringFieldSampler:
             rows = slice(offsets[first], offsets[stop])
             block_offsets = offsets[first:stop + 1] - offsets[first]
             group = np.repeat(np.arange(stop - first), np.diff(block_offsets))
-            relative = local[member[rows]] - centres[first + group]
+            relative = np.take(local, member[rows], axis=0) - np.take(centres, first + group, axis=0)
             kept, nearest, tracked = self._subsample(relative, block_offsets, rng)
             indices[first:stop] = member[rows][kept]
             untracked = ~tracked[group]  # rows whose k nearest kept points the subsampling did not give
@@ -208,7 +208,7 @@ class CoveringFieldSampler:
                                               relative[untracked], group[untracked], self.num_encoding_neighbors)
                 nearest[untracked] = np.where(found < 0, -1, found % self.num_points)  # row g * P + slot
             slots[rows] = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
-        relative = local[indices] - centres[:, None, :]
+        relative = np.take(local, indices, axis=0) - centres[:, None, :]
         scales = np.ones(count)
         if self.to_unit_sphere:
             norms = np.sqrt(np.max(np.sum(relative ** 2, axis=2), axis=1))
@@ -230,7 +230,8 @@ class CoveringFieldSampler:
             cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
             kept = grid_rows(relative, offsets, self.num_points, cell, rng)
         if self.num_points <= BRUTE_FORCE_SLOTS:
-            return kept, nearest_kept_slots(relative, offsets, relative[kept], k), np.ones(offsets.size - 1, dtype=bool)
+            nearest = nearest_kept_slots(relative, offsets, np.take(relative, kept, axis=0), k)
+            return kept, nearest, np.ones(offsets.size - 1, dtype=bool)
         return kept, np.full((relative.shape[0], k), -1, dtype=np.int64), np.zeros(offsets.size - 1, dtype=bool)
 
 
@@ -269,8 +270,8 @@ def reduce_labels(fields: Fields, points: np.ndarray, labels: np.ndarray, num_en
     for first, stop in field_blocks(offsets, BLOCK_MEMBERS):
         rows = slice(offsets[first], offsets[stop])
         group = fields.member_fields(first, stop) - first
-        relative = points[member[rows]] - fields.centres[first + group]
-        query = points[fields.indices[first:stop]] - fields.centres[first:stop, None, :]
+        relative = np.take(points, member[rows], axis=0) - np.take(fields.centres, first + group, axis=0)
+        query = np.take(points, fields.indices[first:stop], axis=0) - fields.centres[first:stop, None, :]
         query_group = np.repeat(np.arange(stop - first), fields.num_points)
         nearest = nearest_within_groups(relative, group, query.reshape(-1, 3), query_group, k)
         votes = np.where(nearest >= 0, labels[member[rows]][nearest], -1)

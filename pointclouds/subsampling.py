@@ -39,7 +39,7 @@ def farthest_point_rows(relative: np.ndarray, offsets: np.ndarray, num: int,
     nearest = np.full((relative.shape[0], k), -1, dtype=np.int64)
     sampled = np.diff(offsets) > num
     for block, padded, valid in padded_blocks(offsets, np.flatnonzero(sampled), PADDED_BLOCK_ELEMENTS):
-        chosen, slots = farthest_point_slots(relative[padded].astype(np.float32), valid, num, k)
+        chosen, slots = farthest_point_slots(np.take(relative, padded, axis=0).astype(np.float32), valid, num, k)
         rows[block] = np.take_along_axis(padded, chosen, axis=1)
         nearest[padded[valid]] = slots[valid]
     return rows, nearest, sampled
@@ -109,7 +109,7 @@ def nearest_kept_slots(relative: np.ndarray, offsets: np.ndarray, kept: np.ndarr
     nearest = np.full((relative.shape[0], k), -1, dtype=np.int64)
     kept_axes = np.ascontiguousarray(np.moveaxis(kept.astype(np.float32), -1, 0))  # (3, M, P)
     for block, padded, valid in padded_blocks(offsets, np.arange(offsets.size - 1), PADDED_BLOCK_ELEMENTS):
-        axes = np.ascontiguousarray(np.moveaxis(relative[padded].astype(np.float32), -1, 0))
+        axes = np.ascontiguousarray(np.moveaxis(np.take(relative, padded, axis=0).astype(np.float32), -1, 0))
         keys = np.full((k,) + padded.shape, NO_SLOT, dtype=np.int64)
         scratch = np.empty((2,) + padded.shape, dtype=np.int64)
         total = np.empty(padded.shape, dtype=np.float32)
