@@ -51,8 +51,9 @@ class PropagationAccumulator:
             flat = members[:, None] * self.num_classes + np.arange(self.num_classes)
             np.add.at(self.sums, flat.ravel(), values.ravel())
         else:  # one sparse product adds each member row to its point's sums
-            scatter = csc_matrix((np.ones(members.size, dtype=values.dtype), members, np.arange(members.size + 1)),
-                                 shape=(fields.num_source_points, members.size))
+            index = sparse_index_dtype(max(members.size, fields.num_source_points) + 1)
+            scatter = csc_matrix((np.ones(members.size, dtype=values.dtype), members.astype(index),
+                                  np.arange(members.size + 1, dtype=index)), shape=(fields.num_source_points, members.size))
             self.sums += (scatter @ values).ravel()
 
     def _slot_means(self, first: int, stop: int, probabilities: np.ndarray) -> np.ndarray:
@@ -64,12 +65,13 @@ class PropagationAccumulator:
         rows = slice(fields.member_offsets[first], fields.member_offsets[stop])
         slots = fields.member_slots[rows]
         k = slots.shape[1]
-        field_starts = np.arange(stop - first, dtype=np.int64) * fields.num_points
-        columns = np.repeat(field_starts, np.diff(fields.member_offsets[first:stop + 1]))[:, None] + slots
         table = probabilities.reshape(-1, self.num_classes)
         table = table.astype(np.result_type(table.dtype, np.float32), copy=False)
+        index = sparse_index_dtype(max(slots.size, table.shape[0]) + 1)
+        field_starts = np.arange(stop - first, dtype=index) * index(fields.num_points)
+        columns = np.repeat(field_starts, np.diff(fields.member_offsets[first:stop + 1]))[:, None] + slots.astype(index)
         means = csr_matrix((np.full(columns.size, 1.0 / k, dtype=table.dtype), columns.ravel(),
-                            np.arange(0, columns.size + 1, k)), shape=(slots.shape[0], table.shape[0]))
+                            np.arange(0, columns.size + 1, k, dtype=index)), shape=(slots.shape[0], table.shape[0]))
         return means @ table
 
     def result(self) -> np.ndarray:
@@ -82,6 +84,11 @@ class PropagationAccumulator:
             raise ValueError(f"{int(np.sum(counts == 0))} points lie in no field: the fields do not cover the cloud")
         sums = self.sums.reshape(-1, self.num_classes)
         return (sums / counts[:, None]).astype(np.float32)
+
+
+def sparse_index_dtype(largest: int) -> type:
+    """int32 sparse-matrix indices where they fit (scipy would convert int64 ones), else int64."""
+    return np.int32 if largest < np.iinfo(np.int32).max else np.int64
 
 
 def propagate(fields: Fields, field_probabilities: np.ndarray) -> np.ndarray:
