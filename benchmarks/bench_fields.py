@@ -11,8 +11,10 @@ ratio measures the vectorisation, not a different algorithm:
   and the k nearest kept points of each member from a KD-tree of the kept points.
 - propagation: per field, the mean of its k nearest kept points' predictions for each member,
   added to the per-point sums (members are distinct within a field, so a fancy-index add).
-The loops run on a random sample of fields and their time is scaled to all fields (the
-JSON says how many were timed), so the benchmark stays within minutes.
+The vectorised path gets each member's k nearest kept points from the FPS pass itself (FPS) or
+by brute force over the kept points (random); the loop keeps the per-field KD-tree, the faster
+way for one field at a time. The loops run on a random sample of fields and their time is
+scaled to all fields (the JSON says how many were timed), so the benchmark stays within minutes.
 
 Prints one JSON object. Run: ``python benchmarks/bench_fields.py [--points N] [--sample N]``.
 """

@@ -1,8 +1,8 @@
 """Neighbourhood shapes, grid support points and which points lie in which neighbourhood.
 
 Everything here works on float64 coordinates relative to the cloud's bounding-box minimum, so
-tiles at offsets of 1e6-1e7 lose no precision. Membership is computed in batches with KD-tree
-dual-tree queries (`cKDTree.sparse_distance_matrix`), never one neighbourhood at a time.
+tiles at offsets of 1e6-1e7 lose no precision. Membership bins the points into grid cells once
+and answers all neighbourhoods with array operations, never one neighbourhood at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ NEIGHBORHOOD_TYPES = ("sphere", "cylinder", "rectangular2d", "rectangular3d")
 # spacing per axis of its nearest node): 2/sqrt(dims) for round shapes, 2 for boxes.
 COVERING_SEPARATION = {"sphere": 2 / math.sqrt(3), "cylinder": math.sqrt(2), "rectangular2d": 2.0,
                        "rectangular3d": 2.0}
-POINT_CHUNK = 1 << 18  # points per membership query: bounds the memory of the pair lists
+MEMBERSHIP_CELLS = {2: 3, 3: 1}  # grid cells per radius when binning points for membership, by bounded axes
+MAX_MEMBERSHIP_CELLS = 1 << 22  # cells of the membership grid (or 4 per point if more): bounds its memory
+PAIR_CHUNK = 1 << 22  # candidate (support, cell) entries handled together: bounds the working memory
 
 
 @dataclass(frozen=True)
@@ -178,19 +180,105 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
     """All (support, point) pairs with the point inside the support's neighbourhood.
 
     Returns two int64 arrays sorted by support, then by point index. Boundaries are inclusive.
+    Points are binned into grid cells (a fraction of the radius); each support takes the points of
+    the cells its shape reaches, testing distances only in cells that straddle its boundary.
     """
-    support_tree = cKDTree(neighborhood.scaled(supports))
     scaled = neighborhood.scaled(local)
+    centres = neighborhood.scaled(np.asarray(supports, dtype=np.float64).reshape(-1, neighborhood.dims))
+    grid = CellGrid(scaled, centres, neighborhood.norm, max(MAX_MEMBERSHIP_CELLS, 4 * scaled.shape[0]))
+    ordered = np.take(scaled, grid.order, axis=0).T.copy()  # (dims, N) in cell order: a cell is one range
+    centre_keys = grid.keys_of(centres)
+    per_chunk = max(1, PAIR_CHUNK // grid.stencil_keys.size)
     support_parts, point_parts = [], []
-    for first in range(0, scaled.shape[0], POINT_CHUNK):
-        pairs = support_tree.sparse_distance_matrix(cKDTree(scaled[first:first + POINT_CHUNK]), 1.0,
-                                                    p=neighborhood.norm, output_type="ndarray")
-        support_parts.append(pairs["i"])
-        point_parts.append(pairs["j"] + first)
-    support = np.concatenate(support_parts)
-    point = np.concatenate(point_parts)
-    order = np.lexsort((point, support))
-    return support[order], point[order]
+    for first in range(0, centres.shape[0], per_chunk):
+        chunk = centres[first:first + per_chunk]
+        cells = (centre_keys[first:first + per_chunk, None] + grid.stencil_keys).ravel()
+        entry = np.flatnonzero(grid.counts[cells])  # (support, stencil) entries whose cell holds points
+        support, step = np.divmod(entry, grid.stencil_keys.size)
+        corners = grid.corner(centre_keys[first + support]) + grid.stencil[step] * grid.side
+        near, far = box_distances(chunk[support], corners, grid.side, neighborhood.norm)
+        reached = near <= 1.0 + 1e-9
+        whole = far[reached] <= 1.0 - 1e-9  # the whole cell lies in the shape: nothing to test
+        rows, row_support, keep = grid.rows_of(cells[entry[reached]], support[reached], whole)
+        tested = np.flatnonzero(~keep)  # rows in cells on the shape's boundary
+        keep[tested] = unit_distances(ordered, rows[tested], chunk.T, row_support[tested], neighborhood.norm) <= 1.0
+        support_parts.append(row_support[keep] + first)
+        point_parts.append(grid.order[rows[keep]])
+    support = np.concatenate(support_parts)  # already grouped by support, ascending
+    count = local.shape[0]
+    key = np.sort(support * count + np.concatenate(point_parts))  # points ascending within each support
+    return support, key - support * count
+
+
+def unit_distances(points: np.ndarray, rows: np.ndarray, centres: np.ndarray, owners: np.ndarray,
+                   norm: float) -> np.ndarray:
+    """Distance (p = ``norm``, squared for p = 2) of ``points[:, rows]`` to ``centres[:, owners]`` (both (dims, .))."""
+    total = None
+    for axis in range(points.shape[0]):
+        offset = points[axis].take(rows) - centres[axis].take(owners)
+        if norm == np.inf:
+            np.abs(offset, out=offset)
+            total = offset if total is None else np.maximum(total, offset, out=total)
+        else:
+            total = offset * offset if total is None else total + offset * offset
+    return total
+
+
+class CellGrid:
+    """Points binned into cubic cells (scaled units) over a dense grid of at most ``max_cells`` cells.
+
+    ``order`` sorts the points by cell, so cell key c holds rows ``starts[c] .. starts[c] + counts[c]``
+    of it. ``stencil`` (and ``stencil_keys``) are the cell offsets a unit shape can reach from a
+    centre anywhere in its own cell; the grid has room for them around every point and centre.
+    """
+
+    def __init__(self, scaled: np.ndarray, centres: np.ndarray, norm: float, max_cells: int) -> None:
+        dims = scaled.shape[1]
+        self.side = 1.0 / MEMBERSHIP_CELLS[dims]
+        low = np.minimum(scaled.min(axis=0), centres.min(axis=0, initial=np.inf))
+        high = np.maximum(scaled.max(axis=0), centres.max(axis=0, initial=-np.inf))
+        while True:
+            reach = int(math.ceil(1.0 / self.side)) + 1
+            self.low = low - (reach + 1) * self.side
+            shape = np.floor((high - self.low) / self.side).astype(np.int64) + reach + 2
+            if np.prod(shape.astype(np.float64)) <= max_cells:
+                break
+            self.side *= 2.0  # a sparse cloud in a huge box: coarser cells keep the grid bounded
+        self.shape = tuple(int(extent) for extent in shape)
+        steps = np.arange(-reach, reach + 1)
+        stencil = np.stack(np.meshgrid(*[steps] * dims, indexing="ij"), axis=-1).reshape(-1, dims)
+        gaps = np.maximum(np.abs(stencil) - 1, 0) * self.side  # nearest possible distance to that cell
+        self.stencil = stencil[np.linalg.norm(gaps, ord=norm, axis=1) <= 1.0 + 1e-9]
+        self.stencil_keys = self.stencil @ np.asarray(np.ravel_multi_index(np.eye(dims, dtype=np.int64).T, self.shape))
+        keys = self.keys_of(scaled)
+        self.order = np.argsort(keys, kind="stable")
+        self.counts = np.bincount(keys, minlength=int(np.prod(shape)))
+        self.starts = np.cumsum(self.counts) - self.counts
+
+    def keys_of(self, coords: np.ndarray) -> np.ndarray:
+        return np.ravel_multi_index(tuple(np.floor((coords - self.low) / self.side).astype(np.int64).T), self.shape)
+
+    def corner(self, keys: np.ndarray) -> np.ndarray:
+        """Lowest corner of each cell (C, dims)."""
+        return np.stack(np.unravel_index(keys, self.shape), axis=1) * self.side + self.low
+
+    def rows_of(self, cells: np.ndarray, owner: np.ndarray, flag: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows of ``order`` in the given cells, with each cell's ``owner`` and ``flag`` repeated."""
+        counts = self.counts[cells]
+        ends = np.cumsum(counts)
+        rows = np.arange(ends[-1] if ends.size else 0) + np.repeat(self.starts[cells] - (ends - counts), counts)
+        return rows, np.repeat(owner, counts), np.repeat(flag, counts)
+
+
+def box_distances(centres: np.ndarray, corners: np.ndarray, side: float, norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest and farthest distance (p = ``norm``) from each centre to the cube of ``side`` at its corner."""
+    below = corners - centres
+    above = below + side
+    gap = np.maximum(np.maximum(below, -above), 0.0)
+    span = np.maximum(np.abs(below), np.abs(above))
+    if norm == np.inf:
+        return gap.max(axis=-1), span.max(axis=-1)
+    return np.sqrt(np.sum(gap * gap, axis=-1)), np.sqrt(np.sum(span * span, axis=-1))
 
 
 def covering_supports(local: np.ndarray, neighborhood: Neighborhood) -> np.ndarray:

@@ -10,6 +10,7 @@ memory for its per-point sums, not for all fields' predictions at once.
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csc_matrix, csr_matrix
 
 from pointseq.arguments import require_int
 from pointseq.pointclouds.receptive_fields import BLOCK_MEMBERS, Fields, field_blocks
@@ -43,19 +44,35 @@ class PropagationAccumulator:
         if self.added[first:stop].any():
             raise ValueError(f"fields {np.flatnonzero(self.added[first:stop])[:5] + first} were already added")
         self.added[first:stop] = True
-        offsets = fields.member_offsets
-        rows = slice(offsets[first], offsets[stop])
-        flat_slots = (fields.member_fields(first, stop) - first)[:, None] * fields.num_points + fields.member_slots[rows]
-        table = probabilities.reshape(-1, self.num_classes)
-        values = table[flat_slots[:, 0]].astype(np.float64)
-        for column in range(1, flat_slots.shape[1]):
-            values += table[flat_slots[:, column]]
-        values /= flat_slots.shape[1]  # mean over the k nearest kept points
-        flat = fields.member_indices[rows, None] * self.num_classes + np.arange(self.num_classes)
-        if flat.size * 8 < self.sums.size:  # a small batch: touch only its points, not all N x C sums
+        rows = slice(fields.member_offsets[first], fields.member_offsets[stop])
+        values = self._slot_means(first, stop, probabilities)
+        members = fields.member_indices[rows]
+        if members.size * self.num_classes * 8 < self.sums.size:  # a small batch: touch only its points
+            flat = members[:, None] * self.num_classes + np.arange(self.num_classes)
             np.add.at(self.sums, flat.ravel(), values.ravel())
-        else:
-            self.sums += np.bincount(flat.ravel(), weights=values.ravel(), minlength=self.sums.size)
+        else:  # one sparse product adds each member row to its point's sums
+            index = sparse_index_dtype(max(members.size, fields.num_source_points) + 1)
+            scatter = csc_matrix((np.ones(members.size, dtype=values.dtype), members.astype(index),
+                                  np.arange(members.size + 1, dtype=index)), shape=(fields.num_source_points, members.size))
+            self.sums += (scatter @ values).ravel()
+
+    def _slot_means(self, first: int, stop: int, probabilities: np.ndarray) -> np.ndarray:
+        """For each member row of fields [first, stop): the mean (rows, C) of its k nearest kept points' predictions.
+
+        A sparse matrix (one row per member, 1/k at its k slots) times the batch's predictions (B * P, C).
+        """
+        fields = self.fields
+        rows = slice(fields.member_offsets[first], fields.member_offsets[stop])
+        slots = fields.member_slots[rows]
+        k = slots.shape[1]
+        table = probabilities.reshape(-1, self.num_classes)
+        table = table.astype(np.result_type(table.dtype, np.float32), copy=False)
+        index = sparse_index_dtype(max(slots.size, table.shape[0]) + 1)
+        field_starts = np.arange(stop - first, dtype=index) * index(fields.num_points)
+        columns = np.repeat(field_starts, np.diff(fields.member_offsets[first:stop + 1]))[:, None] + slots.astype(index)
+        means = csr_matrix((np.full(columns.size, 1.0 / k, dtype=table.dtype), columns.ravel(),
+                            np.arange(0, columns.size + 1, k, dtype=index)), shape=(slots.shape[0], table.shape[0]))
+        return means @ table
 
     def result(self) -> np.ndarray:
         """Mean probabilities (N, C) float32 over the fields containing each point."""
@@ -67,6 +84,11 @@ class PropagationAccumulator:
             raise ValueError(f"{int(np.sum(counts == 0))} points lie in no field: the fields do not cover the cloud")
         sums = self.sums.reshape(-1, self.num_classes)
         return (sums / counts[:, None]).astype(np.float32)
+
+
+def sparse_index_dtype(largest: int) -> type:
+    """int32 sparse-matrix indices where they fit (scipy would convert int64 ones), else int64."""
+    return np.int32 if largest < np.iinfo(np.int32).max else np.int64
 
 
 def propagate(fields: Fields, field_probabilities: np.ndarray) -> np.ndarray:

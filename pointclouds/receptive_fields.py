@@ -25,10 +25,17 @@ from pointseq.pointclouds.neighborhoods import (
     membership_pairs,
     snapped_supports,
 )
-from pointseq.pointclouds.subsampling import farthest_point_rows, grid_rows, nearest_within_groups, random_rows
+from pointseq.pointclouds.subsampling import (
+    farthest_point_rows,
+    grid_rows,
+    nearest_kept_slots,
+    nearest_within_groups,
+    random_rows,
+)
 
 SUBSAMPLING = ("fps", "grid", "random")
 BLOCK_MEMBERS = 1 << 22  # neighbourhood members processed together: bounds the working memory
+BRUTE_FORCE_SLOTS = 256  # up to this many kept points, members find their nearest ones by brute force
 
 
 @dataclass(frozen=True)
@@ -191,15 +198,17 @@ class CoveringFieldSampler:
             rows = slice(offsets[first], offsets[stop])
             block_offsets = offsets[first:stop + 1] - offsets[first]
             group = np.repeat(np.arange(stop - first), np.diff(block_offsets))
-            relative = local[member[rows]] - centres[first + group]
-            kept = self._subsample(relative, block_offsets, rng)
+            relative = np.take(local, member[rows], axis=0) - np.take(centres, first + group, axis=0)
+            kept, nearest, tracked = self._subsample(relative, block_offsets, rng)
             indices[first:stop] = member[rows][kept]
-            kept_group = np.repeat(np.arange(stop - first), self.num_points)
-            nearest = nearest_within_groups(relative[kept.ravel()], kept_group, relative, group,
-                                            self.num_encoding_neighbors)
-            nearest = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
-            slots[rows] = nearest % self.num_points  # row g * P + slot of the block's kept points
-        relative = local[indices] - centres[:, None, :]
+            untracked = ~tracked[group]  # rows whose k nearest kept points the subsampling did not give
+            if untracked.any():
+                searched = np.flatnonzero(~tracked)
+                found = nearest_within_groups(relative[kept[searched].ravel()], np.repeat(searched, self.num_points),
+                                              relative[untracked], group[untracked], self.num_encoding_neighbors)
+                nearest[untracked] = np.where(found < 0, -1, found % self.num_points)  # row g * P + slot
+            slots[rows] = np.where(nearest < 0, nearest[:, :1], nearest)  # fewer than k kept rows: the nearest again
+        relative = np.take(local, indices, axis=0) - centres[:, None, :]
         scales = np.ones(count)
         if self.to_unit_sphere:
             norms = np.sqrt(np.max(np.sum(relative ** 2, axis=2), axis=1))
@@ -207,13 +216,23 @@ class CoveringFieldSampler:
         points = (relative / scales[:, None, None]).astype(np.float32)
         return Fields(origin + centres, indices, points, scales, None, offsets, member, slots, local.shape[0])
 
-    def _subsample(self, relative: np.ndarray, offsets: np.ndarray, rng) -> np.ndarray:
+    def _subsample(self, relative: np.ndarray, offsets: np.ndarray,
+                   rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Kept rows (M, P); the k nearest kept slots (nnz, k) of the rows of the groups (M,) marked
+        as tracked: furthest-point sampling measures those distances anyway, few kept points are
+        compared by brute force; the others are left to a KD-tree search."""
+        k = self.num_encoding_neighbors
         if self.subsampling == "fps":
-            return farthest_point_rows(relative, offsets, self.num_points)
+            return farthest_point_rows(relative, offsets, self.num_points, k)
         if self.subsampling == "random":
-            return random_rows(offsets, self.num_points, rng)
-        cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
-        return grid_rows(relative, offsets, self.num_points, cell, rng)
+            kept = random_rows(offsets, self.num_points, rng)
+        else:
+            cell = np.asarray(self.cell_size) * np.resize(np.asarray(self.neighborhood.radius), 3)
+            kept = grid_rows(relative, offsets, self.num_points, cell, rng)
+        if self.num_points <= BRUTE_FORCE_SLOTS:
+            nearest = nearest_kept_slots(relative, offsets, np.take(relative, kept, axis=0), k)
+            return kept, nearest, np.ones(offsets.size - 1, dtype=bool)
+        return kept, np.full((relative.shape[0], k), -1, dtype=np.int64), np.zeros(offsets.size - 1, dtype=bool)
 
 
 def field_blocks(offsets: np.ndarray, max_members: int) -> list[tuple[int, int]]:
@@ -251,8 +270,8 @@ def reduce_labels(fields: Fields, points: np.ndarray, labels: np.ndarray, num_en
     for first, stop in field_blocks(offsets, BLOCK_MEMBERS):
         rows = slice(offsets[first], offsets[stop])
         group = fields.member_fields(first, stop) - first
-        relative = points[member[rows]] - fields.centres[first + group]
-        query = points[fields.indices[first:stop]] - fields.centres[first:stop, None, :]
+        relative = np.take(points, member[rows], axis=0) - np.take(fields.centres, first + group, axis=0)
+        query = np.take(points, fields.indices[first:stop], axis=0) - fields.centres[first:stop, None, :]
         query_group = np.repeat(np.arange(stop - first), fields.num_points)
         nearest = nearest_within_groups(relative, group, query.reshape(-1, 3), query_group, k)
         votes = np.where(nearest >= 0, labels[member[rows]][nearest], -1)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-FPS_BLOCK_ELEMENTS = 1 << 21  # padded points per furthest-point-sampling block
+PADDED_BLOCK_ELEMENTS = 1 << 16  # padded rows per furthest-point-sampling block: its arrays stay in cache
+NO_SLOT = np.iinfo(np.int64).max  # key of an empty place among the k nearest slots
+SLOT_MASK = (1 << 29) - 1  # slot bits of a k-nearest key (see keep_nearest): up to 2**29 kept points
 
 
 def cyclic_take(offsets: np.ndarray, num: int) -> np.ndarray:
@@ -24,29 +26,41 @@ def cyclic_take(offsets: np.ndarray, num: int) -> np.ndarray:
     return offsets[:-1, None] + np.arange(num)[None, :] % counts[:, None]
 
 
-def farthest_point_rows(relative: np.ndarray, offsets: np.ndarray, num: int) -> np.ndarray:
+def farthest_point_rows(relative: np.ndarray, offsets: np.ndarray, num: int,
+                        k: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows (M, num) chosen by furthest-point sampling inside each group of ``relative`` (nnz, 3).
 
     Sampling starts at each group's first row. Groups with at most ``num`` rows keep all of them
     (repeated cyclically). Larger groups are sampled together in padded blocks of similar size.
+    Also returns, for ``k`` > 0, each row's k nearest chosen slots (nnz, k) (see
+    `farthest_point_slots`) and which groups (M,) were sampled: only their rows have them (else -1).
     """
-    counts = np.diff(offsets)
     rows = cyclic_take(offsets, num)
-    large = np.flatnonzero(counts > num)
-    large = large[np.argsort(counts[large], kind="stable")]
+    nearest = np.full((relative.shape[0], k), -1, dtype=np.int64)
+    sampled = np.diff(offsets) > num
+    for block, padded, valid in padded_blocks(offsets, np.flatnonzero(sampled), PADDED_BLOCK_ELEMENTS):
+        chosen, slots = farthest_point_slots(np.take(relative, padded, axis=0).astype(np.float32), valid, num, k)
+        rows[block] = np.take_along_axis(padded, chosen, axis=1)
+        nearest[padded[valid]] = slots[valid]
+    return rows, nearest, sampled
+
+
+def padded_blocks(offsets: np.ndarray, groups: np.ndarray, max_elements: int):
+    """Yield ``(block, padded, valid)``: the ``groups`` in blocks of similar size (smallest first),
+    each padded to its largest: ``padded`` (B, W) rows (the last row repeated), ``valid`` (B, W)
+    marks the real ones; a block holds about ``max_elements`` padded rows (at least one group)."""
+    counts = np.diff(offsets)
+    groups = groups[np.argsort(counts[groups], kind="stable")]
     start = 0
-    while start < large.size:
+    while start < groups.size:
         stop = start + 1
-        while stop < large.size and (stop - start + 1) * int(counts[large[stop]]) <= FPS_BLOCK_ELEMENTS:
+        while stop < groups.size and (stop - start + 1) * int(counts[groups[stop]]) <= max_elements:
             stop += 1
-        block = large[start:stop]
+        block = groups[start:stop]
         width = int(counts[block[-1]])
         padded = offsets[block, None] + np.minimum(np.arange(width)[None, :], counts[block, None] - 1)
-        valid = np.arange(width)[None, :] < counts[block, None]
-        chosen = farthest_point_positions(relative[padded].astype(np.float32), valid, num)
-        rows[block] = np.take_along_axis(padded, chosen, axis=1)
+        yield block, padded, np.arange(width)[None, :] < counts[block, None]
         start = stop
-    return rows
 
 
 def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) -> np.ndarray:
@@ -55,9 +69,21 @@ def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) ->
     ``valid`` (B, n) masks the padding, which is never chosen while a real point is left.
     Position 0 is taken first; each next point is the one furthest from all chosen so far.
     """
+    return farthest_point_slots(coords, valid, num, 0)[0]
+
+
+def farthest_point_slots(coords: np.ndarray, valid: np.ndarray, num: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """`farthest_point_positions`, and the k nearest chosen slots (B, n, k) of every point, nearest first.
+
+    Sampling measures every point's distance to each newly chosen one, so keeping the k smallest
+    costs a few array passes per step, not a search. Equal distances go to the lower slot; slots
+    missing (num < k) are -1.
+    """
     batch, width = valid.shape
     axes = np.ascontiguousarray(np.moveaxis(coords, -1, 0))  # (3, B, n): one contiguous pass per axis
-    nearest = np.where(valid, np.float32(np.inf), np.float32(-1.0))
+    nearest = np.where(valid, np.float32(np.inf), np.float32(-1.0))  # padding is never chosen
+    keys = np.full((k, batch, width), NO_SLOT, dtype=np.int64)  # sorted (distance, slot) keys, see keep_nearest
+    scratch = np.empty((2, batch, width), dtype=np.int64)
     chosen = np.zeros((batch, num), dtype=np.int64)
     rows = np.arange(batch)
     current = np.zeros(batch, dtype=np.int64)
@@ -65,22 +91,75 @@ def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int) ->
     term = np.empty_like(total)
     for step in range(num):
         chosen[:, step] = current
-        for axis in range(3):
-            np.subtract(axes[axis], axes[axis][rows, current][:, None], out=term)
-            if axis == 0:
-                np.multiply(term, term, out=total)
-            else:
-                np.multiply(term, term, out=term)
-                total += term
+        squared_distances(axes, axes[:, rows, current][:, :, None], total, term)
+        if k:
+            keep_nearest(keys, total, step, scratch)
         np.minimum(nearest, total, out=nearest)
         current = nearest.argmax(axis=1)
-    return chosen
+    return chosen, slots_of(keys)
+
+
+def nearest_kept_slots(relative: np.ndarray, offsets: np.ndarray, kept: np.ndarray, k: int) -> np.ndarray:
+    """Slots (nnz, k) of the k nearest of its group's ``kept`` points (M, P, 3) for each row of ``relative``.
+
+    Brute force over the P kept points with the sampling's distance and k-nearest kernels, in
+    cache-sized padded blocks: cost rows x P, below a KD-tree search for a few hundred kept
+    points. Nearest first, equal distances to the lower slot, missing slots (P < k) -1.
+    """
+    nearest = np.full((relative.shape[0], k), -1, dtype=np.int64)
+    kept_axes = np.ascontiguousarray(np.moveaxis(kept.astype(np.float32), -1, 0))  # (3, M, P)
+    for block, padded, valid in padded_blocks(offsets, np.arange(offsets.size - 1), PADDED_BLOCK_ELEMENTS):
+        axes = np.ascontiguousarray(np.moveaxis(np.take(relative, padded, axis=0).astype(np.float32), -1, 0))
+        keys = np.full((k,) + padded.shape, NO_SLOT, dtype=np.int64)
+        scratch = np.empty((2,) + padded.shape, dtype=np.int64)
+        total = np.empty(padded.shape, dtype=np.float32)
+        term = np.empty_like(total)
+        centres = kept_axes[:, block, :]
+        for slot in range(kept.shape[1]):
+            squared_distances(axes, centres[:, :, slot, None], total, term)
+            keep_nearest(keys, total, slot, scratch)
+        nearest[padded[valid]] = slots_of(keys)[valid]
+    return nearest
+
+
+def slots_of(keys: np.ndarray) -> np.ndarray:
+    """Slots (..., k) held by k-nearest keys (k, ...) of `keep_nearest`; -1 where none."""
+    return np.moveaxis(np.where(keys == NO_SLOT, -1, keys & SLOT_MASK), 0, -1)
+
+
+def keep_nearest(keys: np.ndarray, distance: np.ndarray, slot: int, scratch: np.ndarray) -> None:
+    """Insert ``slot`` at ``distance`` (float32 >= 0) into the ascending k smallest ``keys`` (k, ...).
+
+    A key is the distance as float64 bits (ordered like the value when >= 0; a float32 value
+    leaves the low 29 bits zero) with the slot in those bits, so one integer min/max network
+    keeps values and slots together and ties go to the lower slot. ``scratch`` (2, ...) int64
+    is working space.
+    """
+    carry, spare = scratch[0], scratch[1]
+    np.copyto(carry.view(np.float64), distance)
+    np.bitwise_or(carry, slot, out=carry)
+    for rank in range(keys.shape[0]):
+        if rank + 1 < keys.shape[0]:
+            np.maximum(keys[rank], carry, out=spare)  # what moves down a rank
+        np.minimum(keys[rank], carry, out=keys[rank])
+        carry, spare = spare, carry
+
+
+def squared_distances(axes: np.ndarray, centre: np.ndarray, total: np.ndarray, term: np.ndarray) -> None:
+    """``total`` (B, n) = squared distance of the points ``axes`` (3, B, n) to ``centre`` (3, B, 1); ``term`` is scratch."""
+    for axis in range(3):
+        np.subtract(axes[axis], centre[axis], out=term)
+        if axis == 0:
+            np.multiply(term, term, out=total)
+        else:
+            np.multiply(term, term, out=term)
+            total += term
 
 
 def random_rows(offsets: np.ndarray, num: int, rng: np.random.Generator) -> np.ndarray:
     """Rows (M, num): a random subset of ``num`` rows of each group (all of them, repeated, if fewer)."""
     group = np.repeat(np.arange(offsets.size - 1), np.diff(offsets))
-    order = np.lexsort((rng.random(group.size), group))
+    order = np.argsort(group + 0.5 * rng.random(group.size))  # rows stay in their group, shuffled within it
     return order[cyclic_take(offsets, num)]
 
 

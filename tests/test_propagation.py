@@ -62,6 +62,10 @@ def test_streaming_batches_equal_one_pass_and_every_field_counts_once():
     for first in order[::-1]:  # any order of batches
         accumulator.add(int(first), probabilities[first:first + 7])
     np.testing.assert_allclose(accumulator.result(), propagate(fields, probabilities), rtol=1e-6)
+    one_by_one = PropagationAccumulator(fields, 4)  # single fields: the path that touches only their points
+    for first in range(len(fields)):
+        one_by_one.add(first, probabilities[first:first + 1])
+    np.testing.assert_allclose(one_by_one.result(), propagate(fields, probabilities), rtol=1e-6)
     with pytest.raises(ValueError, match="were already added"):
         accumulator.add(0, probabilities[:1])
     partial = PropagationAccumulator(fields, 4)

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from pointseq.pointclouds.field_inputs import field_scale
-from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood
+from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, Neighborhood, membership_pairs
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, majority, reduce_labels, sampler_from_spec
 from pointseq.pointclouds.subsampling import farthest_point_positions
 
@@ -54,6 +54,19 @@ def test_every_point_is_covered_and_neighbourhoods_are_exact(spec):
     assert np.all(got[np.arange(len(fields))[:, None], fields.indices])
     assert fields.points.dtype == np.float32
     np.testing.assert_allclose(fields.points, points[fields.indices] - fields.centres[:, None, :], atol=1e-4)
+
+
+@pytest.mark.parametrize("spec", HOODS)
+def test_membership_pairs_match_brute_force_for_supports_anywhere(spec):
+    rng = np.random.default_rng(7)
+    hood = Neighborhood.from_spec(spec)
+    local = np.concatenate([rng.random((800, 3)) * [30.0, 20.0, 10.0], [[5e4, 3e4, 2e3]]])  # one far outlier
+    supports = np.concatenate([rng.random((60, hood.dims)) * 40 - 5, local[-1:, : hood.dims] + 1.0])
+    support, point = membership_pairs(local, supports, hood)
+    centres = np.pad(supports, ((0, 0), (0, 3 - hood.dims)))  # 2d shapes ignore z
+    expected_support, expected_point = np.nonzero(inside(hood, local[None, :, :] - centres[:, None, :]))
+    assert np.array_equal(support, expected_support) and np.array_equal(point, expected_point)
+    assert support[-1] == len(supports) - 1 and point[-1] == len(local) - 1  # the outlier's own support
 
 
 def test_grid_alone_covers_below_the_limit_and_coverage_pass_above():
@@ -116,6 +129,20 @@ def test_grid_and_random_subsampling_keep_distinct_members_and_are_keyed(subsamp
             assert len(np.unique(row_cells[np.unique(row, return_index=True)[1]], axis=0)) == len(distinct)
     with pytest.raises(TypeError, match="rng must be a numpy Generator"):
         sampler(points)
+
+
+@pytest.mark.parametrize("subsampling,num_points", [("fps", 24), ("random", 24), ("grid", 24), ("random", 300)])
+def test_member_slots_are_each_members_k_nearest_kept_points(subsampling, num_points):
+    points = rough_tile(3000)
+    sampler = CoveringFieldSampler(num_points, HOODS[0], subsampling=subsampling, num_encoding_neighbors=3)
+    fields = sampler(points, np.random.default_rng(1))  # 300 kept points: the KD-tree search, else tracked/brute force
+    assert fields.member_slots.shape == (fields.member_indices.size, 3)
+    for f in range(0, len(fields), 5):
+        rows = slice(fields.member_offsets[f], fields.member_offsets[f + 1])
+        members = points[fields.member_indices[rows]]
+        distance = np.linalg.norm(members[:, None, :] - points[fields.indices[f]][None, :, :], axis=2)
+        got = np.take_along_axis(distance, fields.member_slots[rows].astype(np.int64), axis=1)
+        np.testing.assert_allclose(got, np.sort(distance, axis=1)[:, :3], atol=1e-5)  # nearest first
 
 
 def test_to_unit_sphere_scales_each_field_to_norm_one():
