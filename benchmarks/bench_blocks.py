@@ -65,8 +65,18 @@ def compare(points: np.ndarray, labels: np.ndarray, sampler: CoveringFieldSample
     return {"points": len(points), "whole": whole, "blocked": dict(blocked, block_points=block_points),
             "max_abs_difference": float(np.abs(a - b).max()),
             "classes_equal": bool(np.array_equal(a.argmax(axis=1), b.argmax(axis=1))),
+            **class_differences(a, b),
             "memory_ratio_whole_over_blocked": round(whole["peak_mb"] / blocked["peak_mb"], 2),
             "time_ratio_blocked_over_whole": round(blocked["seconds"] / whole["seconds"], 2)}
+
+
+def class_differences(a: np.ndarray, b: np.ndarray) -> dict:
+    """Points whose class differs, and how many of them are exact ties (two classes equal to
+    float32 rounding in the whole-tile result), where the rounding of the sums decides."""
+    differ = a.argmax(axis=1) != b.argmax(axis=1)
+    top2 = np.sort(a[differ], axis=1)[:, -2:]
+    ties = int(np.sum(top2[:, 1] - top2[:, 0] <= 1e-6))
+    return {"points_with_other_class": int(differ.sum()), "of_which_ties": ties}
 
 
 def main() -> None:

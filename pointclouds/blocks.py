@@ -9,9 +9,8 @@ With the tile's origin and the tile's support grid (`SupportGrid`) the block the
 exactly the supports, neighbourhoods, mean heights and coverage-pass supports the whole tile
 would, keeps the ones it owns, and builds those fields from the same points in the same order
 (FPS starts at the neighbourhood's lowest point index either way). So the per-point sums of
-all blocks equal the whole tile's, up to the order of floating-point additions and to exact
-distance ties among a point's k nearest kept points, which the KD-tree may break either way
-(on autzen_trim.laz's 1 cm grid: 1 point of 110,000 differed, by 1/24, in one of three settings).
+all blocks equal the whole tile's up to the float32 rounding of the sums, which differs with
+the order of the additions (an exact tie between two classes can then go either way).
 
 Memory: the tile's xyz (float64) and the per-point sums (N x C float64) and field counts, plus
 one block at a time (its points and the fields it owns), instead of all fields of the tile.
