@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import h5py
@@ -64,10 +63,6 @@ def _valid_complete_chunks(f: h5py.File) -> int:
 class CacheWriter:
     """Appends batches to ``<path>.tmp`` and renames it to ``path`` on :meth:`finalize`.
 
-    A full chunk is joined and written by a background thread (h5py releases the GIL while
-    HDF5 writes and checksums) while the caller gathers the next chunk's batches; at most one
-    chunk is in flight, and the next one waits for it before the disk-space check.
-
     With ``resume=True`` an existing temp file with the same fingerprint and chunk size is
     kept up to its last complete, checksum-valid chunk; :attr:`batches_done` says how many
     batches the caller may skip. Any other temp file is discarded. ``fingerprint=None``
@@ -96,9 +91,6 @@ class CacheWriter:
         self.batches_done = 0
         self._chunks_done = 0
         self._pending: list = []  # flat batches of the chunk being filled
-        self._in_flight: Future | None = None  # the chunk the background thread is writing
-        self._executor: ThreadPoolExecutor | None = None
-        self._join_buffers: dict[tuple[str, int], np.ndarray] = {}  # reused: no fresh pages per chunk
         self._shapes: tuple | None = None  # (dtype, trailing shape) per leaf, fixed by batch 0
         parent = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(parent, exist_ok=True)
@@ -117,7 +109,6 @@ class CacheWriter:
             self._file.create_group(fmt.DATA_GROUP)
             self._file.create_group(fmt.REFERENCES_GROUP)
             self._file.flush()
-        self._batches_given = self.batches_done  # kept on resume; append counts on from there
 
     # -- resume --------------------------------------------------------------------------
     def _open(self, resume: bool) -> h5py.File | None:
@@ -184,8 +175,8 @@ class CacheWriter:
 
     @property
     def batches_appended(self) -> int:
-        """Batches given so far: written, being written, or waiting for their chunk to fill."""
-        return self._batches_given
+        """Batches in the file so far, the ones waiting for their chunk to fill included."""
+        return self.batches_done + len(self._pending)
 
     def append(self, batch: Any) -> None:
         """Add one batch (``x`` or ``(x[, y[, sample_weight]])``) to the cache."""
@@ -198,7 +189,7 @@ class CacheWriter:
             self._file.create_dataset(fmt.ORDERED_KEYS, data=names, chunks=True, fletcher32=True)
         elif flat.structure != self.structure:
             raise ValueError(
-                f"batch {self.batches_appended} has the nesting "
+                f"batch {self.batches_done + len(self._pending)} has the nesting "
                 f"{flat.structure.to_json()}, expected {self.structure.to_json()} as in batch 0"
             )
         shapes = tuple((a.dtype, a.shape[1:]) for a in leaves)
@@ -209,19 +200,19 @@ class CacheWriter:
             for name, got, want in zip(names, shapes, self._shapes):
                 if got != want:
                     raise ValueError(
-                        f"batch {self.batches_appended} element {name!r} has "
+                        f"batch {self.batches_done + len(self._pending)} element {name!r} has "
                         f"dtype {got[0]} and per-row shape {got[1]}, expected {want[0]} and "
                         f"{want[1]} as in batch 0 (shapes must be stable across batches)"
                     )
         self._pending.append(flat)
-        self._batches_given += 1
         if len(self._pending) == self.chunk_size:
             self._flush_chunk()
 
     def _write_group(self, group: h5py.Group, prefix: str, leaves_per_batch: list[list[np.ndarray]]) -> None:
         num_leaves = len(leaves_per_batch[0])
         for k in range(num_leaves):
-            rows = self._joined(prefix, k, [leaves[k] for leaves in leaves_per_batch])
+            parts = [leaves[k] for leaves in leaves_per_batch]
+            rows = np.concatenate(parts, axis=0) if len(parts) > 1 else np.ascontiguousarray(parts[0])
             group.create_dataset(
                 f"{prefix}{k}",
                 data=rows,
@@ -233,47 +224,22 @@ class CacheWriter:
         counts = [[leaf.shape[0] for leaf in leaves] for leaves in leaves_per_batch]
         group.create_dataset(fmt.OFFSETS, data=_offsets(counts), fletcher32=True, chunks=True)
 
-    def _joined(self, prefix: str, leaf: int, parts: list[np.ndarray]) -> np.ndarray:
-        """The batches' rows of one leaf as one array, in a buffer reused from chunk to chunk."""
-        if len(parts) == 1:
-            return np.ascontiguousarray(parts[0])
-        shape = (sum(p.shape[0] for p in parts),) + parts[0].shape[1:]
-        size = int(np.prod(shape, dtype=np.int64))
-        buffer = self._join_buffers.get((prefix, leaf))
-        if buffer is None or buffer.dtype != parts[0].dtype or buffer.size < size:
-            buffer = np.empty(size, dtype=parts[0].dtype)
-            self._join_buffers[(prefix, leaf)] = buffer
-        return np.concatenate(parts, axis=0, out=buffer[:size].reshape(shape))
-
     def _flush_chunk(self) -> None:
-        """Hand the filled chunk to the background thread, once the previous one is on disk."""
         if not self._pending:
             return
-        self._wait_for_chunk()
-        self._check_space()
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pointseq-cache-writer")
-        pending, self._pending = self._pending, []
-        self._in_flight = self._executor.submit(self._write_chunk, pending)
-
-    def _wait_for_chunk(self) -> None:
-        """Wait for the chunk in flight; its write error, if any, is raised here."""
-        future, self._in_flight = self._in_flight, None
-        if future is not None:
-            future.result()
-
-    def _write_chunk(self, pending: list) -> None:
         name = fmt.chunk_name(self._chunks_done)
+        self._check_space()
         data = self._file[fmt.DATA_GROUP].create_group(name)
         refs = self._file[fmt.REFERENCES_GROUP].create_group(name)
-        self._write_group(data, fmt.INPUT_PREFIX, [b.inputs for b in pending])
-        self._write_group(refs, fmt.REFERENCE_PREFIX, [b.references for b in pending])
+        self._write_group(data, fmt.INPUT_PREFIX, [b.inputs for b in self._pending])
+        self._write_group(refs, fmt.REFERENCE_PREFIX, [b.references for b in self._pending])
+        self.num_samples += sum(b.inputs[0].shape[0] for b in self._pending)
         refs.attrs["complete"] = True
         data.attrs["complete"] = True
         self._file.flush()
-        self.num_samples += sum(b.inputs[0].shape[0] for b in pending)
         self._chunks_done += 1
-        self.batches_done += len(pending)
+        self.batches_done += len(self._pending)
+        self._pending = []
 
     def _check_space(self) -> None:
         """Refuse a chunk the disk cannot take before HDF5 writes any of it.
@@ -291,7 +257,6 @@ class CacheWriter:
     def finalize(self, *, num_samples: int | None = None) -> str:
         """Write the last chunk and the root attributes, then rename into place."""
         self._flush_chunk()
-        self._wait_for_chunk()
         if self.structure is None:
             raise ValueError(f"cannot build offline cache {self.path!r}: no batches were given")
         if self.fingerprint is None:
@@ -306,18 +271,7 @@ class CacheWriter:
         return self.path
 
     def close(self) -> None:
-        """Close without finalizing: the temp file stays for a later resume.
-
-        A chunk still being written is finished first; an error it met was or will be raised
-        by the call that is unwinding, so it is not raised again here.
-        """
-        try:
-            self._wait_for_chunk()
-        except Exception:
-            pass
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Close without finalizing: the temp file stays for a later resume."""
         if self._file is not None and self._file.id.valid:
             self._file.close()
 
