@@ -312,7 +312,7 @@ def test_ingestion_memory_is_bounded_by_the_largest_file(tmp_path):
         np.save(tmp_path / f"s{i}.npy", np.floor(rng.uniform(0, 50, size=(100_000, 4))))
         paths.append(str(tmp_path / f"s{i}.npy"))
     peaks = []
-    for count in (1, 4):
+    for count in (2, 4):
         spec = {"paths": paths[:count], "sampler": sampler(64), "label": -1,
                 "classes": {"unknown": "ignore", "codes": [0]}}
         tracemalloc.start()
@@ -323,9 +323,11 @@ def test_ingestion_memory_is_bounded_by_the_largest_file(tmp_path):
         assert seq.num_samples == count * 121  # 11 x 11 cylinders 5 m apart over 50 m x 50 m
         seq.close()
     file_bytes = os.path.getsize(paths[0])
-    print(f"peak traced memory: 1 file {peaks[0] / 2**20:.1f} MiB, 4 files {peaks[1] / 2**20:.1f} MiB, "
+    print(f"peak traced memory: 2 files {peaks[0] / 2**20:.1f} MiB, 4 files {peaks[1] / 2**20:.1f} MiB, "
           f"file {file_bytes / 2**20:.1f} MiB")
-    assert peaks[1] < 1.3 * peaks[0]  # four files cost no more than one: never all in memory
+    # four files cost no more than two: never all in memory (two, not one: the batch that spans
+    # a file boundary holds the end of one file's fields with the next file's)
+    assert peaks[1] < 1.15 * peaks[0]
     # float64 points, KD-tree, the covering fields' membership lists (each point in ~4 fields, with
     # its 3 nearest kept points, for label reduction) and the fields of one file: ~600 bytes a point
     assert peaks[0] < 24 * file_bytes
