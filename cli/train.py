@@ -15,9 +15,10 @@ A train spec file::
     }
 
 With ``offline_pcloud`` files the recipe (`pointseq.cli.recipe`) fills what the spec leaves
-out: the covering ``sampler``, the ``features``, the ``classes`` (ASPRS noise ignored); the
-loss weights each class by its inverse frequency (ignored points weigh 0) and the learning
-rate decays along a cosine. ``validation`` is then point-cloud files, cut into covering fields
+out: the covering ``sampler`` (fields of 7.5 m half side in the files' CRS unit), the
+``features`` (intensity over the files' bit depth), the ``classes`` (ASPRS noise ignored); the
+loss weights each class by the square root of its inverse frequency (ignored points weigh 0)
+and the learning rate (per model type) decays along a cosine. ``validation`` is then point-cloud files, cut into covering fields
 the same way and scored per point after propagation. The output folder holds everything
 ``pointseq predict`` needs (``model.keras``, ``pipeline.json``, ``train_spec.json``) and
 ``report.json`` with the validation metrics.
@@ -68,7 +69,7 @@ def with_recipe_defaults(sequencer: dict, model: dict | None = None) -> tuple[di
         return sequencer, model
     paths = pcloud.get("paths")  # the existing files (the source reports the others)
     paths = [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and os.path.isfile(p)]
-    shadow = str(model.get("type", "pointnet")).lower() == "shadow"
+    shadow = recipe.is_shadow(model)
     defaults: dict[str, Any] = {"classes": recipe.CLASSES}
     with inputs_as_usage_errors("sequencer.offline_pcloud"):
         if "sampler" not in pcloud or (shadow and "cell_size" not in model):
@@ -114,7 +115,7 @@ def load_train_spec(path: str) -> dict:
         "sequencer": sequencer,
         "X": X, "y": y, "validation": _validation(spec, base), "model": model, "file": os.path.abspath(path),
         "epochs": _positive(spec, "epochs", recipe.default_epochs(model), int),
-        "learning_rate": float(_positive(spec, "learning_rate", recipe.LEARNING_RATE, float)),
+        "learning_rate": float(_positive(spec, "learning_rate", recipe.default_learning_rate(model), float)),
         "output": resolve_path_or_default(spec.get("output", "train_output"), base),
     }
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from pointseq.cli.recipe import (CLASSES, FEATURES, SAMPLER, compile_for_recipe, coordinate_unit_metres,
+                                 default_epochs, default_learning_rate,
                                  features_spec, files_unit_metres, intensity_bit_depth, inverse_frequency_weights,
                                  sampler_spec)
 from pointseq.cli.train import with_recipe_defaults
@@ -36,6 +37,11 @@ def test_recipe_field_inputs_are_centred_scaled_and_normalised():
     clean = ~(fields.indices == 0).any(axis=1)  # fields without the noise point: heights from their floor
     assert np.median(x[clean][..., 3]) == pytest.approx(1.0, abs=0.2)  # half of 15 m above the floor, / 7.5
     np.testing.assert_allclose(x[..., 4:], np.broadcast_to([1.0, 0.5, 0.4], x[..., 4:].shape), rtol=1e-6)
+
+
+def test_recipe_epochs_and_learning_rate_per_model_type():
+    assert (default_epochs({}), default_learning_rate({})) == (6, 3e-3)
+    assert (default_epochs({"type": "Shadow"}), default_learning_rate({"type": "Shadow"})) == (6, 3e-2)
 
 
 def test_inverse_frequency_weights_from_class_counts():
