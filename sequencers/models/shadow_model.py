@@ -84,9 +84,8 @@ def build_shadow_segmentation_model(
         )
         h = block(concat([pooled, inputs[f"coords_{t + 1}"]]), t + 1, width * 2 ** (t + 1))
         skips.append(h)
-    top = depth - 1
-    h = block(concat([h, ElementMax()([h, inputs[f"mask_{top}"]])]), top, width * 2**top)
-    skips[top] = h
+    h = skips[-1] = block(concat([h, ElementMax()([h, inputs[f"mask_{depth - 1}"]])]), depth - 1,
+                          width * 2 ** (depth - 1))
     for t in range(depth - 2, -1, -1):
         up = UnpoolToChild()([h, inputs[f"parent_{t}"]])
         h = block(concat([up, skips[t]]), t, width * 2**t)
