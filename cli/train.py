@@ -17,7 +17,7 @@ A train spec file::
 With ``offline_pcloud`` files the recipe (`pointseq.cli.recipe`) fills what the spec leaves
 out: the covering ``sampler`` (fields of 7.5 m half side in the files' CRS unit), the
 ``features`` (intensity over the files' bit depth), the ``classes`` (ASPRS noise ignored); the
-loss weights each class by the square root of its inverse frequency (ignored points weigh 0)
+loss weights each class by its inverse frequency to the power 0.6 (ignored points weigh 0)
 and the learning rate (per model type) decays along a cosine. ``validation`` is then point-cloud files, cut into covering fields
 the same way and scored per point after propagation. The output folder holds everything
 ``pointseq predict`` needs (``model.keras``, ``pipeline.json``, ``train_spec.json``) and

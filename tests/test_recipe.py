@@ -45,7 +45,7 @@ def test_recipe_epochs_and_learning_rate_per_model_type():
 
 
 def test_inverse_frequency_weights_from_class_counts():
-    np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1]), np.sqrt([10 / 18, 10 / 9, 10 / 3]))
+    np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1]), np.power([10 / 18, 10 / 9, 10 / 3], 0.6))
     np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1], power=1.0), [10 / 18, 10 / 9, 10 / 3])
     assert inverse_frequency_weights([2, 1, 0])[2] == 1.0
     with pytest.raises(ValueError, match="at least one trained point"):
@@ -69,7 +69,7 @@ def test_compile_for_recipe_reports_its_settings():
     points = keras.Input((8, 6))
     model = keras.Model(points, keras.layers.Dense(3, activation="softmax")(points))
     settings = compile_for_recipe(model, [3, 1, 1], total_steps=10)
-    assert settings["class_weights"] == pytest.approx(np.sqrt([5 / 9, 5 / 3, 5 / 3]))
+    assert settings["class_weights"] == pytest.approx(np.power([5 / 9, 5 / 3, 5 / 3], 0.6))
     assert settings["final_learning_rate"] == pytest.approx(3e-3 * 0.05)
     history = model.fit(np.zeros((4, 8, 6), np.float32), np.zeros((4, 8)), sample_weight=np.zeros((4, 8)), verbose=0)
     assert history.history["loss"][0] == 0.0  # only ignored points (weight 0): nothing to learn
