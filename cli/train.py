@@ -15,9 +15,10 @@ A train spec file::
     }
 
 With ``offline_pcloud`` files the recipe (`pointseq.cli.recipe`) fills what the spec leaves
-out: the covering ``sampler``, the ``features``, the ``classes`` (ASPRS noise ignored); the
-loss weights each class by its inverse frequency (ignored points weigh 0) and the learning
-rate decays along a cosine. ``validation`` is then point-cloud files, cut into covering fields
+out: the covering ``sampler`` (fields of 7.5 m half side in the files' CRS unit), the
+``features`` (intensity over the files' bit depth), the ``classes`` (ASPRS noise ignored); the
+loss weights each class by its inverse frequency to the power 0.6 (ignored points weigh 0)
+and the learning rate (per model type) decays along a cosine. ``validation`` is then point-cloud files, cut into covering fields
 the same way and scored per point after propagation. The output folder holds everything
 ``pointseq predict`` needs (``model.keras``, ``pipeline.json``, ``train_spec.json``) and
 ``report.json`` with the validation metrics.
@@ -58,13 +59,27 @@ def _positive(spec: dict, key: str, default: Any, kind: type) -> Any:
     return value
 
 
-def with_recipe_defaults(sequencer: dict) -> dict:
-    """The sequencer spec with the recipe's sampler, features and classes where ``offline_pcloud`` names none."""
+def with_recipe_defaults(sequencer: dict, model: dict | None = None) -> tuple[dict, dict]:
+    """The sequencer spec with the recipe's sampler, features and classes where ``offline_pcloud``
+    names none, and the model spec with the shadow cell size where it names none: sizes in
+    metres over the files' coordinate unit, intensity over the files' bit depth."""
+    model = {"type": "pointnet"} if model is None else model
     pcloud = sequencer.get("offline_pcloud")
     if not isinstance(pcloud, dict):
-        return sequencer
-    defaults = {"sampler": recipe.SAMPLER, "features": recipe.FEATURES, "classes": recipe.CLASSES}
-    return {**sequencer, "offline_pcloud": {**defaults, **pcloud}}
+        return sequencer, model
+    paths = pcloud.get("paths")  # the existing files (the source reports the others)
+    paths = [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and os.path.isfile(p)]
+    shadow = recipe.is_shadow(model)
+    defaults: dict[str, Any] = {"classes": recipe.CLASSES}
+    with inputs_as_usage_errors("sequencer.offline_pcloud"):
+        if "sampler" not in pcloud or (shadow and "cell_size" not in model):
+            unit = recipe.files_unit_metres(paths)
+            defaults["sampler"] = recipe.sampler_spec(unit)
+            if shadow and "cell_size" not in model:
+                model = {**model, "cell_size": recipe.SHADOW["cell_size"] / unit}
+        if "features" not in pcloud:
+            defaults["features"] = recipe.features_spec(recipe.intensity_bit_depth(paths))
+    return {**sequencer, "offline_pcloud": {**defaults, **pcloud}}, model
 
 
 def _validation(spec: dict, base: str) -> Any:
@@ -95,11 +110,12 @@ def load_train_spec(path: str) -> dict:
     if unknown:
         raise UsageError(f"model has unknown keys {sorted(unknown)}; valid: {', '.join(entry.spec_keys)}")
     X, y = load_data(spec.get("data"), base)
+    sequencer, model = with_recipe_defaults(resolve_sequencer_paths(spec["sequencer"], base), model)
     return {
-        "sequencer": with_recipe_defaults(resolve_sequencer_paths(spec["sequencer"], base)),
+        "sequencer": sequencer,
         "X": X, "y": y, "validation": _validation(spec, base), "model": model, "file": os.path.abspath(path),
         "epochs": _positive(spec, "epochs", recipe.default_epochs(model), int),
-        "learning_rate": float(_positive(spec, "learning_rate", recipe.LEARNING_RATE, float)),
+        "learning_rate": float(_positive(spec, "learning_rate", recipe.default_learning_rate(model), float)),
         "output": resolve_path_or_default(spec.get("output", "train_output"), base),
     }
 

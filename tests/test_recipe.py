@@ -4,7 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from pointseq.cli.recipe import CLASSES, FEATURES, SAMPLER, compile_for_recipe, inverse_frequency_weights
+from pointseq.cli.recipe import (CLASSES, FEATURES, SAMPLER, compile_for_recipe, coordinate_unit_metres,
+                                 default_epochs, default_learning_rate,
+                                 features_spec, files_unit_metres, intensity_bit_depth, inverse_frequency_weights,
+                                 sampler_spec)
+from pointseq.cli.train import with_recipe_defaults
 from pointseq.pointclouds import ClassMap, CoveringFieldSampler, FeatureSpec, PointCloud, sampler_from_spec
 from pointseq.pointclouds.field_inputs import field_inputs, field_scale
 from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
@@ -35,8 +39,14 @@ def test_recipe_field_inputs_are_centred_scaled_and_normalised():
     np.testing.assert_allclose(x[..., 4:], np.broadcast_to([1.0, 0.5, 0.4], x[..., 4:].shape), rtol=1e-6)
 
 
+def test_recipe_epochs_and_learning_rate_per_model_type():
+    assert (default_epochs({}), default_learning_rate({})) == (6, 3e-3)
+    assert (default_epochs({"type": "Shadow"}), default_learning_rate({"type": "Shadow"})) == (6, 3e-2)
+
+
 def test_inverse_frequency_weights_from_class_counts():
-    np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1]), [10 / 18, 10 / 9, 10 / 3])
+    np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1]), np.power([10 / 18, 10 / 9, 10 / 3], 0.6))
+    np.testing.assert_allclose(inverse_frequency_weights([6, 3, 1], power=1.0), [10 / 18, 10 / 9, 10 / 3])
     assert inverse_frequency_weights([2, 1, 0])[2] == 1.0
     with pytest.raises(ValueError, match="at least one trained point"):
         inverse_frequency_weights([0, 0, 0])
@@ -59,9 +69,62 @@ def test_compile_for_recipe_reports_its_settings():
     points = keras.Input((8, 6))
     model = keras.Model(points, keras.layers.Dense(3, activation="softmax")(points))
     settings = compile_for_recipe(model, [3, 1, 1], total_steps=10)
-    assert settings["class_weights"] == pytest.approx([5 / 9, 5 / 3, 5 / 3])
+    assert settings["class_weights"] == pytest.approx(np.power([5 / 9, 5 / 3, 5 / 3], 0.6))
     assert settings["final_learning_rate"] == pytest.approx(3e-3 * 0.05)
     history = model.fit(np.zeros((4, 8, 6), np.float32), np.zeros((4, 8)), sample_weight=np.zeros((4, 8)), verbose=0)
     assert history.history["loss"][0] == 0.0  # only ignored points (weight 0): nothing to learn
     with pytest.raises(ValueError, match="one count per model class"):
         compile_for_recipe(model, [3, 1], total_steps=10)
+
+
+def _las(path, *, crs=None, intensity_max=255):
+    laspy = pytest.importorskip("laspy")
+    from laspy.vlrs.known import GeoKeyDirectoryVlr, GeoKeyEntryStruct, WktCoordinateSystemVlr
+    header = laspy.LasHeader(point_format=3, version="1.2")
+    if crs == "wkt-foot":
+        header.vlrs.append(WktCoordinateSystemVlr(
+            'PROJCS["p",GEOGCS["g",UNIT["degree",0.0174532925199433]],UNIT["foot",0.3048]]'))
+    elif crs == "geokey-us-foot":
+        keys = GeoKeyDirectoryVlr()
+        key = GeoKeyEntryStruct()
+        key.id, key.tiff_tag_location, key.count, key.value_offset = 3076, 0, 1, 9003  # ProjLinearUnits: US foot
+        keys.geo_keys, keys.geo_keys_header.number_of_keys = [key], 1
+        header.vlrs.append(keys)
+    data = laspy.LasData(header)
+    data.x, data.y, data.z = np.arange(4.0), np.arange(4.0), np.zeros(4)
+    data.intensity = np.linspace(0, intensity_max, 4).astype(np.uint16)
+    data.write(path)
+    return str(path)
+
+
+def test_coordinate_unit_from_the_crs_of_a_las_file(tmp_path):
+    assert coordinate_unit_metres(_las(tmp_path / "a.las", crs="wkt-foot")) == pytest.approx(0.3048)
+    assert coordinate_unit_metres(_las(tmp_path / "b.las", crs="geokey-us-foot")) == pytest.approx(1200 / 3937)
+    assert coordinate_unit_metres(_las(tmp_path / "c.las")) is None
+    assert coordinate_unit_metres(tmp_path / "d.npy") is None
+    assert files_unit_metres([str(tmp_path / "c.las")]) == 1.0
+    with pytest.raises(ValueError, match="must share one coordinate unit"):
+        files_unit_metres([str(tmp_path / "a.las"), str(tmp_path / "b.las")])
+    (tmp_path / "bad.las").write_bytes(b"not a las file")
+    with pytest.raises(ValueError, match="bad.las' cannot be read"):
+        coordinate_unit_metres(tmp_path / "bad.las")
+
+
+def test_intensity_bit_depth_is_the_smallest_that_holds_the_files(tmp_path):
+    depths = [intensity_bit_depth([_las(tmp_path / f"{m}.las", intensity_max=m)]) for m in (255, 256, 4096)]
+    assert depths == [8, 12, 16]
+    assert features_spec(8)[0] == {"name": "intensity", "normalisation": {"scale": 1 / 255, "offset": 0.0}}
+    assert features_spec(8)[1:] == FEATURES[1:]
+    assert sampler_spec(0.3048)["neighborhood"]["radius"] == pytest.approx(7.5 / 0.3048)
+
+
+def test_train_defaults_are_metres_and_the_files_bit_depth(tmp_path):
+    path = _las(tmp_path / "feet.las", crs="wkt-foot", intensity_max=200)
+    sequencer, model = with_recipe_defaults({"offline_pcloud": {"paths": [path]}}, {"type": "shadow"})
+    pcloud = sequencer["offline_pcloud"]
+    assert pcloud["sampler"]["neighborhood"]["radius"] == pytest.approx(7.5 / 0.3048)
+    assert pcloud["features"] == features_spec(8) and pcloud["classes"] == CLASSES
+    assert model == {"type": "shadow", "cell_size": pytest.approx(0.5 / 0.3048)}
+    given = {"offline_pcloud": {"paths": [path], "sampler": SAMPLER, "features": ["intensity"]}}
+    assert with_recipe_defaults(given, {"type": "shadow", "cell_size": 1.0}) == (
+        {"offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES}}, {"type": "shadow", "cell_size": 1.0})

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from pointseq.sequencers.models.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
+from pointseq.sequencers.models.shadow_layers import ElementMax, MaskedDense, PoolToParent, UnpoolToChild
 from pointseq.sequencers.models.shadow_model import build_shadow_segmentation_model
 from pointseq.sequencers.shadow_sequencer import SparseShadowSequencer
 from pointseq.pointclouds.sparse_grid import build_sparse_grid
@@ -54,6 +54,12 @@ def test_masked_dense_zeroes_padded_rows():
     assert out.shape == (2, 4, 3)
     assert not out[1, 2:].any()
     assert np.abs(out[0]).sum() > 0
+
+
+def test_element_max_spreads_each_elements_own_max_and_zeroes_padding():
+    out = keras.ops.convert_to_numpy(ElementMax()([X, CHILD_MASK]))
+    np.testing.assert_allclose(out[0], np.broadcast_to([4.0, -1.0], (4, 2)))
+    np.testing.assert_allclose(out[1], [[7.0, -5.0], [7.0, -5.0], [0.0, 0.0], [0.0, 0.0]])  # padding 99 ignored
 
 
 def test_layer_configs_round_trip():

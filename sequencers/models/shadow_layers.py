@@ -15,7 +15,7 @@ from keras import ops
 
 from pointseq.arguments import require_int
 
-__all__ = ["PoolToParent", "UnpoolToChild", "MaskedDense"]
+__all__ = ["PoolToParent", "UnpoolToChild", "MaskedDense", "ElementMax"]
 
 _REDUCTIONS = ("mean", "max", "sum")
 
@@ -135,3 +135,22 @@ class MaskedDense(keras.layers.Layer):
             "activation": keras.activations.serialize(self.activation),
             "use_bias": self.use_bias,
         }
+
+
+@keras.saving.register_keras_serializable(package="pointseq")
+class ElementMax(keras.layers.Layer):
+    """Each element's max over its unmasked rows, copied to those rows (a field-wide context).
+
+    Call on ``[x, mask]`` with ``x`` ``(B, R, C)`` and ``mask`` ``(B, R)``; returns ``(B, R, C)``
+    with padded rows 0. Only the element's own rows enter its max.
+    """
+
+    def call(self, inputs):
+        x, mask = inputs
+        valid = ops.expand_dims(ops.cast(mask, "bool"), -1)
+        lowest = ops.full_like(x, -3.0e38)
+        pooled = ops.max(ops.where(valid, x, lowest), axis=1, keepdims=True)
+        return ops.where(valid, ops.broadcast_to(pooled, ops.shape(x)), ops.zeros_like(x))
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0]

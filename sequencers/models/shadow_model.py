@@ -1,7 +1,9 @@
 """A small reference segmentation network over shadow batches.
 
 An encoder-decoder over the grid hierarchy: pointwise layers per depth, max pooling from
-children into parents on the way down, unpooling plus a skip connection on the way up, and a
+children into parents on the way down, the element's max over its coarsest cells added to
+each of them (a field-wide context: without it a cell sees at most its coarsest ancestor, and
+a flat roof looks like ground), unpooling plus a skip connection on the way up, and a
 per-cell softmax at depth 0. It exists to prove that the shadow path trains end to end and
 that an element's output does not depend on its batch neighbours.
 """
@@ -14,7 +16,7 @@ import keras
 
 from pointseq.arguments import require_int
 
-from pointseq.sequencers.models.shadow_layers import MaskedDense, PoolToParent, UnpoolToChild
+from pointseq.sequencers.models.shadow_layers import ElementMax, MaskedDense, PoolToParent, UnpoolToChild
 
 __all__ = ["build_shadow_segmentation_model", "shadow_input_names"]
 
@@ -82,6 +84,8 @@ def build_shadow_segmentation_model(
         )
         h = block(concat([pooled, inputs[f"coords_{t + 1}"]]), t + 1, width * 2 ** (t + 1))
         skips.append(h)
+    h = skips[-1] = block(concat([h, ElementMax()([h, inputs[f"mask_{depth - 1}"]])]), depth - 1,
+                          width * 2 ** (depth - 1))
     for t in range(depth - 2, -1, -1):
         up = UnpoolToChild()([h, inputs[f"parent_{t}"]])
         h = block(concat([up, skips[t]]), t, width * 2**t)
