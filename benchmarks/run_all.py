@@ -44,10 +44,17 @@ def run(script: str) -> dict:
     proc = subprocess.run([sys.executable, os.path.join(HERE, script)], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": f"exit status {proc.returncode}", "stderr_tail": proc.stderr[-2000:]}
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if not lines:
+    result = None
+    lines = proc.stdout.splitlines()
+    for first in reversed(range(len(lines))):  # the last JSON object, on one line or indented over several
+        if lines[first].startswith("{"):
+            try:
+                result = json.loads("\n".join(lines[first:]))
+                break
+            except json.JSONDecodeError:
+                continue
+    if result is None:
         return {"error": "printed no JSON object", "stdout_tail": proc.stdout[-2000:]}
-    result = json.loads(lines[-1])
     result["wall_s"] = round(time.perf_counter() - start, 1)
     return result
 
