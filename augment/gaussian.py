@@ -62,7 +62,7 @@ def fill_normal_float32(rng: np.random.Generator, out: np.ndarray, scale: float 
         np.take(table, index[: chunk.size], out=chunk, mode="clip")
 
 
-_VALUES_PER_STEP = 1 << 16  # 128 KiB of random bits per step
+_VALUES_PER_STEP = 1 << 15  # 64 KiB of random words per step: below the size malloc maps afresh
 _SCRATCH: dict[tuple[int, str, str], np.ndarray] = {}
 _MAX_SCRATCH = 256  # entries; past this the table is emptied (threads come and go)
 
