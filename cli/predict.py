@@ -64,7 +64,7 @@ def predict_file(model, pipeline: dict, path: str, folder: str, args: argparse.N
     """Predict one input and write its output; returns the output path."""
     is_las = os.path.splitext(path)[1].lower() in LAS_SUFFIXES
     with inputs_as_usage_errors(f"input {path!r}"):  # LAS/LAZ: xyz and the features' dimensions only
-        needed = FeatureSpec.from_spec(pipeline["features"]).missing(set())  # every dimension the features read
+        needed = FeatureSpec.from_spec(pipeline["features"]).dimensions
         cloud = read_las_columns(path, needed) if is_las else read_point_cloud(path, label=None)
     if not args.quiet:
         print(f"{path}: {len(cloud)} points")

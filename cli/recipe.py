@@ -30,6 +30,8 @@ import numpy as np
 
 from pointseq.arguments import require_int, require_positive
 from pointseq.pointclouds import read_point_cloud
+from pointseq.pointclouds.las_stream import read_las_columns
+from pointseq.pointclouds.reading import LAS_SUFFIXES
 from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
 
 # Fields: square fields 15 m across (a building or a crown in full), 512 points drawn at random
@@ -117,7 +119,7 @@ def coordinate_unit_metres(path: str | os.PathLike) -> float | None:
     """Metres per coordinate unit of a LAS/LAZ file from its CRS: the GeoTIFF linear-units key
     (metre, foot, US survey foot), else the first linear ``UNIT``/``LENGTHUNIT`` of its WKT;
     None for other formats and files without a CRS (read from the header only)."""
-    if os.path.splitext(os.fspath(path))[1].lower() not in (".las", ".laz"):
+    if os.path.splitext(os.fspath(path))[1].lower() not in LAS_SUFFIXES:
         return None
     try:
         with laspy.open(os.fspath(path)) as reader:
@@ -150,8 +152,10 @@ def intensity_bit_depth(paths: Sequence[str]) -> int:
     """The smallest of 8, 12, 16 bits that holds every intensity of the files (16 when none has one):
     8-bit sensors often write into the 16-bit LAS field, where / 65535 leaves values below 0.004."""
     largest = 0
-    for path in paths:
-        intensity = read_point_cloud(path, label=None).attributes.get("intensity")
+    for path in paths:  # a LAS/LAZ file: its intensity only, a chunk at a time
+        cloud = (read_las_columns(path, ["intensity"]) if os.path.splitext(path)[1].lower() in LAS_SUFFIXES
+                 else read_point_cloud(path, label=None))
+        intensity = cloud.attributes.get("intensity")
         if intensity is not None and np.size(intensity):
             largest = max(largest, int(np.max(intensity)))
     return next((bits for bits in INTENSITY_BIT_DEPTHS if largest < 2 ** bits), INTENSITY_BIT_DEPTHS[-1])

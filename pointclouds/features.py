@@ -95,6 +95,11 @@ class FeatureSpec:
     def get_config(self) -> dict:
         return {"features": [{"name": n, "normalisation": r} for n, r in self.entries]}
 
+    @property
+    def dimensions(self) -> list[str]:
+        """The stored dimensions these features read (a derived feature's by its sources)."""
+        return self.missing(())
+
     def missing(self, dimensions: set[str] | list[str]) -> list[str]:
         """The requested dimensions a file with ``dimensions`` lacks."""
         dimensions = set(dimensions)

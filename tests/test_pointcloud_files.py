@@ -206,6 +206,12 @@ def test_unknown_code_in_a_later_file_fails_before_the_cache_exists(tmp_path):
     assert seq.num_samples == sum(len(covering(read_point_cloud(p).points, field_rng(0, 0))) for p in spec["paths"])
 
 
+def test_feature_dimensions_name_what_a_file_must_store():
+    spec = FeatureSpec(["intensity", "return_ratio", {"name": "red", "normalisation": {"scale": 1.0, "offset": 0.0}}])
+    assert spec.dimensions == ["intensity", "red", "return_number", "number_of_returns"]
+    assert FeatureSpec().dimensions == []
+
+
 def test_features_by_name_with_their_normalisation(tmp_path):
     truth = write_las(tmp_path / "a.las", n=60, point_format=7)
     cloud = read_point_cloud(tmp_path / "a.las")
