@@ -195,11 +195,10 @@ class _Working:
         self.owned = False  # whether ``values`` is a fresh array this object may write into
 
     def apply_linear(self, maps: np.ndarray) -> None:
-        transposed = np.ascontiguousarray(maps.transpose(0, 2, 1), dtype=self.work_dtype)
         values = self.values
         if values.dtype != self.work_dtype:
             values = values.astype(self.work_dtype)
-        self.values = np.matmul(values, transposed, out=self.empty(values.shape, self.work_dtype))
+        self.values = map_points(values, maps, self.empty(values.shape, self.work_dtype))
         self.owned = True
 
     def writable(self) -> np.ndarray:
@@ -228,6 +227,35 @@ class _Working:
         out = self.empty(values.shape, dtype)
         np.copyto(out, values, casting="unsafe")
         return out
+
+
+_GROUP = 4  # points per row of the grouped product
+
+
+def map_points(values: np.ndarray, maps: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[b, p] = maps[b] @ values[b, p]`` for ``(B, P, 3)`` values and ``(B, 3, 3)`` maps.
+
+    BLAS is slow for an inner dimension of 3, so rows of 4 points (12 values) are multiplied
+    by the block-diagonal ``(12, 12)`` matrix that holds 4 copies of the map: 4 times the
+    arithmetic at an inner dimension BLAS handles well, about twice as fast overall.
+    """
+    batch, count = values.shape[:2]
+    transposed = np.ascontiguousarray(maps.transpose(0, 2, 1), dtype=out.dtype)
+    grouped = count - count % _GROUP
+    if batch and grouped and values.flags.c_contiguous and out.flags.c_contiguous:
+        blocks = np.zeros((batch, _GROUP, 3, _GROUP, 3), dtype=out.dtype)
+        for g in range(_GROUP):
+            blocks[:, g, :, g, :] = transposed
+        rows = (batch, grouped // _GROUP, 3 * _GROUP)
+        np.matmul(values.reshape(batch, -1)[:, : 3 * grouped].reshape(rows),
+                  blocks.reshape(batch, 3 * _GROUP, 3 * _GROUP),
+                  out=out.reshape(batch, -1)[:, : 3 * grouped].reshape(rows))
+        values, out_rest = values[:, grouped:], out[:, grouped:]
+    else:
+        out_rest = out
+    if values.size:
+        np.matmul(values, transposed, out=out_rest)
+    return out
 
 
 def _as_generator(rng: Any) -> np.random.Generator:

@@ -59,7 +59,8 @@ def fill_normal_float32(rng: np.random.Generator, out: np.ndarray, scale: float 
         chunk = flat[start : start + _VALUES_PER_STEP]
         words = rng.bit_generator.random_raw(-(-chunk.size // 4)).view(np.uint16)[: chunk.size]
         np.copyto(index[: chunk.size], words, casting="safe")
-        np.take(table, index[: chunk.size], out=chunk, mode="clip")
+        # Every 16-bit word is a valid index, so "wrap" never wraps; it is take's fastest mode.
+        np.take(table, index[: chunk.size], out=chunk, mode="wrap")
 
 
 _VALUES_PER_STEP = 1 << 15  # 64 KiB of random words per step: below the size malloc maps afresh
@@ -75,7 +76,7 @@ def thread_scratch(name: str, size: int, dtype: Any) -> np.ndarray:
     which would empty a thread-local every batch. Only the thread itself uses its entry.
     """
     dtype = np.dtype(dtype)
-    key = (threading.get_ident(), name, dtype.name)
+    key = (threading.get_ident(), name, dtype.str)
     array = _SCRATCH.get(key)
     if array is None or array.size < size:
         if len(_SCRATCH) >= _MAX_SCRATCH:

@@ -200,6 +200,30 @@ class TestRotation:
 
 
 # ------------------------------------------------------------------------- scale
+class TestMapPoints:
+    @pytest.mark.parametrize("count", [0, 1, 3, 4, 7, 64, 1001])
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+    def test_equals_per_point_product(self, count, dtype):
+        from pointseq.augment.augmentor import map_points
+
+        rng = np.random.default_rng(count)
+        values = rng.normal(size=(5, count, 3)).astype(dtype)
+        maps = rng.normal(size=(5, 3, 3))
+        got = map_points(values, maps, np.empty_like(values))
+        expected = np.einsum("bij,bpj->bpi", maps, values.astype(np.float64))
+        tolerance = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance)
+
+    def test_strided_input_takes_the_plain_product(self):
+        from pointseq.augment.augmentor import map_points
+
+        rng = np.random.default_rng(1)
+        values = rng.normal(size=(3, 40, 3))[:, ::2]
+        maps = rng.normal(size=(3, 3, 3))
+        got = map_points(values, maps, np.empty(values.shape))
+        np.testing.assert_allclose(got, np.einsum("bij,bpj->bpi", maps, values), rtol=1e-12, atol=1e-12)
+
+
 class TestScale:
     def test_isotropic_multiplies_norms_by_one_factor_per_sample(self):
         points = cloud(batch=8, points=40, dtype=np.float64)
