@@ -49,7 +49,7 @@ def _coverage(rng: np.random.Generator, size: float) -> dict:
     holes = rng.integers(1, 3)
     return {"angle": rng.uniform(0, np.pi), "strip": rng.uniform(15.0, 30.0), "phase": rng.uniform(0, 2 * np.pi),
             "hole_centres": rng.uniform(0.15 * size, 0.85 * size, (holes, 2)),
-            "hole_radii": rng.uniform(2.0, 5.0, holes)}
+            "hole_radii": rng.uniform(2.0, 5.0, holes) * min(1.0, size / 30.0)}  # small tiles keep most ground
 
 
 def _kept(rng: np.random.Generator, xy: np.ndarray, coverage: dict) -> np.ndarray:
@@ -85,9 +85,12 @@ def _from_frame(uv: np.ndarray, centre: np.ndarray, yaw: float) -> np.ndarray:
 def _draw_buildings(rng: np.random.Generator, size: float) -> list[dict]:
     """Two to four buildings that do not overlap: footprint, height, yaw, roof shape."""
     buildings: list[dict] = []
+    room = size / 2 - 2  # the largest half-extent that still fits inside the tile
     for _ in range(int(rng.integers(2, 5))):
         for _attempt in range(20):
-            half = rng.uniform([4.5, 3.5], [11.0, 7.0])
+            half = np.minimum(rng.uniform([4.5, 3.5], [11.0, 7.0]), room)
+            if half.min() < 2.0:  # a tile this small holds no building
+                return buildings
             centre = rng.uniform(half.max() + 2, size - half.max() - 2, 2)
             if all(np.hypot(*(centre - b["centre"])) > np.hypot(*half) + np.hypot(*b["half"]) + 2
                    for b in buildings):

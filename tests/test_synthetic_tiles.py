@@ -67,6 +67,18 @@ def test_density_is_uneven_and_origin_is_respected():
     assert counts.max() > 1.5 * counts.min()
 
 
+@pytest.mark.parametrize("size", [1.0, 5.0, 10.0, 20.0, 24.0])
+def test_small_tiles_hold_ground_inside_the_tile(size):
+    for seed in range(3):
+        tile = make_tile(np.random.default_rng(seed), size=size, origin=(0.0, 0.0, 0.0))
+        xy = tile["xyz"][:, :2]
+        assert (xy >= 0).all() and (xy < size).all()
+        assert (tile["classification"] == GROUND).sum() > 0.5 * size * size  # holes scale with the tile
+        roofs = tile["xyz"][tile["classification"] == BUILDING]
+        if size < 8:  # no building fits with its 2 m margin
+            assert len(roofs) == 0
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="n must be an int >= 1, got 0"):
         make_tiles(0)
