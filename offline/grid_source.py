@@ -93,17 +93,15 @@ class GridSource:
             return
         counts, largest = [], []
 
-        def note_grids(index: int, cloud: PointCloud, fields: Fields) -> None:
-            grids = self.grid(cloud.points, fields, self.files.features(cloud))
+        def note(grids: list[SparseGrid]) -> None:
             counts.append(len(grids))
             largest.append(largest_cells(grids))
 
-        self.files.scan(progress, on_cut=note_grids)
+        self.files.scan(progress, on_cut=lambda index, cloud, fields: note(self._grids(cloud, fields)))
         if len(counts) != len(self.paths):  # the files were scanned before, without this hook
             counts, largest = [], []
             for index in range(len(self.paths)):
-                cloud, fields, _ = self.files.cut(index)
-                note_grids(index, cloud, fields)
+                note(self.file_grids(index))
         needed = tuple(int(r) for r in np.max(largest, axis=0))
         if self.max_rows is None:
             self.max_rows = padded_rows(needed, self.sampler.num_points)
@@ -126,8 +124,11 @@ class GridSource:
         return cloud.points, fields, self.files.features(cloud)
 
     def file_grids(self, index: int) -> list[SparseGrid]:
-        points, fields, features = self.file_fields(index)
-        return self.grid(points, fields, features)
+        cloud, fields, _ = self.files.cut(index)
+        return self._grids(cloud, fields)
+
+    def _grids(self, cloud: PointCloud, fields: Fields) -> list[SparseGrid]:
+        return self.grid(cloud.points, fields, self.files.features(cloud))
 
     def batches(self, batch_size: int, drop_last: bool, start: int = 0,
                 progress: Callable[[str], None] | None = None) -> Iterator[tuple]:

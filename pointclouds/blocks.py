@@ -26,7 +26,7 @@ import numpy as np
 
 from pointseq.arguments import require_int
 from pointseq.pointclouds.neighborhoods import COVERING_SEPARATION, BlockFrame, SupportGrid
-from pointseq.pointclouds.propagation import PropagationAccumulator
+from pointseq.pointclouds.propagation import PropagationAccumulator, mean_over_fields
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields, _checked_points
 
 DEFAULT_BLOCK_POINTS = 2_000_000  # points per block core; bench_blocks.py: ~0.75 GB peak per 1M points cut whole
@@ -166,6 +166,4 @@ class TileAccumulator:
 
     def result(self) -> np.ndarray:
         """Mean probabilities (N, C) float32 over the fields containing each point."""
-        if self.sums is None or np.any(self.counts == 0):
-            raise ValueError(f"{int(np.sum(self.counts == 0))} points lie in no field: the blocks do not cover the tile")
-        return (self.sums / self.counts[:, None]).astype(np.float32)
+        return mean_over_fields(self.sums, self.counts, "the blocks do not cover the tile")

@@ -17,21 +17,10 @@ from typing import Any
 import numpy as np
 
 from pointseq.arguments import require_int
-from pointseq.pointclouds.reading import PointCloud, PointCloudFileError, laspy_module
+from pointseq.pointclouds.reading import PointCloud, PointCloudFileError, laspy_module, open_las
 from pointseq.pointclouds.writing import _check_columns, _check_output, _set_classification, atomic_output
 
 LAS_CHUNK = 1 << 20  # points per chunk read or written
-
-
-def _reader(path: str) -> Any:
-    """An open laspy reader; a clear error naming the file when it is not a readable LAS/LAZ."""
-    laspy = laspy_module(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"point-cloud file {path!r} does not exist")
-    try:
-        return laspy.open(path)
-    except (laspy.errors.LaspyException, OSError, ValueError) as error:
-        raise PointCloudFileError(f"point-cloud file {path!r}: is not a readable LAS/LAZ file ({error})") from None
 
 
 def read_las_columns(path: str | os.PathLike, names: Iterable[str], *, chunk_points: int = LAS_CHUNK) -> PointCloud:
@@ -39,7 +28,7 @@ def read_las_columns(path: str | os.PathLike, names: Iterable[str], *, chunk_poi
     ``chunk_points`` at a time; no labels. Memory: the result plus one chunk."""
     path = os.fspath(path)
     chunk_points = require_int("chunk_points", chunk_points, 1)
-    with _reader(path) as reader:
+    with open_las(path) as reader:
         count = int(reader.header.point_count)
         wanted = list(dict.fromkeys(names))
         present = list(reader.header.point_format.dimension_names)
@@ -70,7 +59,7 @@ def write_las_streaming(path: str | os.PathLike, source: str | os.PathLike, *, e
     _check_output(path)
     chunk_points = require_int("chunk_points", chunk_points, 1)
     laspy = laspy_module(path)
-    with _reader(source) as reader, atomic_output(path) as temp:
+    with open_las(source) as reader, atomic_output(path) as temp:
         count = int(reader.header.point_count)
         columns = _check_columns(extra or {}, count, reader.header)
         if classification is not None and np.shape(classification) != (count,):

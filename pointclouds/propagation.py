@@ -80,10 +80,17 @@ class PropagationAccumulator:
             missing = np.flatnonzero(~self.added)
             raise ValueError(f"{missing.size} fields were never added (first: {missing[:5].tolist()})")
         counts = np.bincount(self.fields.member_indices, minlength=self.fields.num_source_points)
-        if np.any(counts == 0):
-            raise ValueError(f"{int(np.sum(counts == 0))} points lie in no field: the fields do not cover the cloud")
-        sums = self.sums.reshape(-1, self.num_classes)
-        return (sums / counts[:, None]).astype(np.float32)
+        return mean_over_fields(self.sums.reshape(-1, self.num_classes), counts, "the fields do not cover the cloud")
+
+
+def mean_over_fields(sums: np.ndarray | None, counts: np.ndarray, uncovered: str) -> np.ndarray:
+    """Mean probabilities (N, C) float32: per-point ``sums`` (N, C; None when nothing was added)
+    over the ``counts`` (N,) of fields containing each point; a point in no field is a
+    ValueError (``uncovered`` says why)."""
+    empty = int(np.sum(counts == 0))
+    if empty or sums is None:
+        raise ValueError(f"{empty} points lie in no field: {uncovered}")
+    return (sums / counts[:, None]).astype(np.float32)
 
 
 def sparse_index_dtype(largest: int) -> type:

@@ -155,14 +155,21 @@ def _read_las(path: str, label: Any) -> PointCloud:
     return PointCloud(points, attributes, _label_from(path, attributes, label, "classification"), path)
 
 
-def las_point_count(path: str) -> int:
-    """The number of points a LAS/LAZ header states, without reading the points."""
+def open_las(path: str) -> Any:
+    """An open laspy reader of a LAS/LAZ file (its header read, points on demand); clear errors naming it."""
     laspy = laspy_module(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"point-cloud file {path!r} does not exist")
     try:
-        with laspy.open(path) as reader:
-            return int(reader.header.point_count)
+        return laspy.open(path)
     except (laspy.errors.LaspyException, OSError, ValueError) as error:
         raise _fail(path, f"is not a readable LAS/LAZ file ({error})") from None
+
+
+def las_point_count(path: str) -> int:
+    """The number of points a LAS/LAZ header states, without reading the points."""
+    with open_las(path) as reader:
+        return int(reader.header.point_count)
 
 
 # -- PLY ----------------------------------------------------------------------------------
