@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 
 from pointseq.arguments import check_spec_keys, require_int, require_positive
-from pointseq.pointclouds.receptive_fields import Fields
+from pointseq.pointclouds.field_encoders import FieldEncoder, register_encoder
+from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
+from pointseq.pointclouds.shadow_batch import assemble_shadow_batch, assemble_shadow_labels
 from pointseq.pointclouds.sparse_grid import (
     SparseGrid,
     _cell_means,
@@ -195,3 +197,86 @@ def _one_grid(levels: list[dict], f: int, origin: np.ndarray, point_to_cell: np.
         features=None if features is None else _readonly(features[rows[0]]),
         labels=None if labels is None else _readonly(labels[rows[0]]),
     )
+
+
+class SparseGridEncoder(FieldEncoder):
+    """Each field as a hierarchical sparse grid (`SparseGridPreProcessor`), batched as shadow tensors.
+
+    ``max_rows`` (rows per depth of every batch) is fixed by the first pass over the training
+    files (`observe`, `settle`: the largest grids plus headroom, `padded_rows`) unless given.
+    A prediction batch whose grids outgrow it is padded to what it needs instead (a model
+    whose row dimensions are free takes any row count).
+    """
+
+    type_name = "sparse_grid"
+    backbones = ("SparseShadowSequencer",)
+
+    def __init__(self, cell_size: float, depth: int, max_rows: Sequence[int] | None = None) -> None:
+        self.grid = SparseGridPreProcessor(cell_size, depth, max_rows=max_rows)
+        self._needed: list[tuple[int, ...]] = []
+        self._num_points: int | None = None
+
+    @classmethod
+    def from_preprocessor(cls, grid: SparseGridPreProcessor | Mapping[str, Any]) -> "SparseGridEncoder":
+        grid = SparseGridPreProcessor.from_spec(grid)
+        return cls(grid.cell_size, grid.depth, grid.max_rows)
+
+    @property
+    def max_rows(self) -> tuple[int, ...] | None:
+        return self.grid.max_rows
+
+    def get_config(self) -> dict:
+        config = self.grid.get_config()
+        return {**config, "type": self.type_name}
+
+    def bind(self, sampler: CoveringFieldSampler) -> None:
+        self._num_points = sampler.num_points
+
+    def encode(self, points: np.ndarray, fields: Fields, features: np.ndarray | None,
+               first: int = 0, stop: int | None = None) -> list[SparseGrid]:
+        self._num_points = fields.num_points
+        return self.grid(points, fields, features, first, stop)
+
+    def observe(self, samples: list[SparseGrid]) -> None:
+        self._needed.append(largest_cells(samples))
+
+    def settle(self) -> None:
+        if not self._needed:
+            return
+        needed = tuple(int(r) for r in np.max(self._needed, axis=0))
+        if self.grid.max_rows is None:
+            self.grid.max_rows = padded_rows(needed, self._num_points or max(needed))
+        short = [t for t in range(self.grid.depth) if self.grid.max_rows[t] < needed[t]]
+        if short:
+            raise ValueError(f"max_rows {list(self.grid.max_rows)} is smaller than the files' largest grids "
+                             f"{list(needed)} at depth(s) {short}: raise max_rows")
+        self._needed = []
+
+    def _rows(self, grids: list[SparseGrid]) -> tuple[int, ...]:
+        if self.grid.max_rows is None:
+            raise ValueError("the sparse-grid encoder has no max_rows yet: give max_rows or observe the "
+                             "training files first")
+        return self.grid.max_rows
+
+    def inputs(self, samples: list[SparseGrid]) -> dict:
+        return assemble_shadow_batch(samples, self._rows(samples))
+
+    def prediction_inputs(self, samples: list[SparseGrid], batch_size: int) -> dict:
+        samples = list(samples) + [samples[-1]] * (batch_size - len(samples))
+        rows = tuple(max(r, n) for r, n in zip(self._rows(samples), largest_cells(samples)))
+        return assemble_shadow_batch(samples, rows)
+
+    def targets(self, samples: list[SparseGrid], num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        labels, valid = assemble_shadow_labels(samples, self._rows(samples))
+        trained = labels < num_classes
+        return np.where(trained, labels, 0).astype(np.int32), (valid * trained).astype(np.float32)
+
+    def to_points(self, outputs: np.ndarray, samples: list[SparseGrid]) -> np.ndarray:
+        outputs = np.asarray(outputs, dtype=np.float32)
+        return np.stack([outputs[k][grid.point_to_cell] for k, grid in enumerate(samples)])
+
+    def num_input_features(self, num_point_features: int) -> int:
+        return self.grid.num_features(num_point_features)
+
+
+register_encoder("sparse_grid", lambda spec: SparseGridEncoder(**spec))

@@ -1,31 +1,6 @@
-"""SparseShadowSequencer: batches of ragged sparse grids as regular ("shadow") tensors.
+"""SparseShadowSequencer: batches of ragged sparse grids as regular ("shadow") tensors; the
+batch layout is documented in `pointseq.pointclouds.shadow_batch`."""
 
-Batch layout (``B`` elements, ``R_t`` = rows per element at depth ``t``, fixed for the whole
-dataset so every batch has the same non-batch shapes):
-
-====================  ==================  =======  =========================================
-key                   shape               dtype    content
-====================  ==================  =======  =========================================
-``features``          ``(B, R_0, F)``     float32  mean point features per depth-0 cell (when
-                                                   grids have none: one column equal to
-                                                   ``mask_0``)
-``coords_t``          ``(B, R_t, 3)``     float32  cell centres at depth ``t``
-``mask_t``            ``(B, R_t)``        float32  1 on real rows, 0 on padding
-``lengths_t``         ``(B,)``            int32    real rows per element
-``parent_t``          ``(B, R_t)``        int32    for ``t < depth - 1``: LOCAL row of each
-                                                   cell's parent at depth ``t + 1``; padded
-                                                   rows hold ``R_{t+1}``, the zero row the
-                                                   layers append
-====================  ==================  =======  =========================================
-
-``y`` is the depth-0 cell labels ``(B, R_0)`` int32 and the sample weight ``(B, R_0)`` float32
-is 1 on real cells, 0 on padding, so standard Keras losses and metrics ignore padding.
-
-Index maps are local to each element rather than offsets into the flattened batch: the
-layers in `sequencers.shadow_layers` add the per-element offsets ``k * (R_{t+1} + 1)`` when
-they gather, which keeps every array's leading axis the batch axis (Keras may slice or split
-it) and makes an element's arrays independent of its position in the batch.
-"""
 
 from __future__ import annotations
 
@@ -37,84 +12,10 @@ import numpy as np
 from pointseq.sequencers.abstract_sequencer import AbstractSequencer
 from pointseq.augment import as_augmentor
 from pointseq.sequencers.registry import register_sequencer
+from pointseq.pointclouds.shadow_batch import assemble_shadow_batch, assemble_shadow_labels, valid_rows
 from pointseq.pointclouds.sparse_grid import SparseGrid
 
 __all__ = ["SparseShadowSequencer", "assemble_shadow_batch", "assemble_shadow_labels"]
-
-
-def _valid_rows(lengths: np.ndarray, rows: int) -> np.ndarray:
-    """``(B, rows)`` bool: True where a row holds data (rows are filled from the front)."""
-    return np.arange(rows)[None, :] < lengths[:, None]
-
-
-def _scatter(parts: list[np.ndarray], valid: np.ndarray, fill, dtype) -> np.ndarray:
-    """Concatenate the elements' rows and scatter them into a padded ``(B, R, ...)`` array.
-
-    Rows wider than one value are viewed as single opaque (void) items so that the boolean
-    scatter copies whole rows: an order of magnitude faster than scattering ``(n, C)``.
-    """
-    tail = parts[0].shape[1:]
-    out = np.full(valid.shape + tail, fill, dtype=dtype)
-    rows = np.concatenate(parts, axis=0, dtype=dtype, casting="same_kind")
-    if not tail:
-        out[valid] = rows
-        return out
-    width = int(np.prod(tail))
-    row_type = np.dtype((np.void, out.itemsize * width))
-    dst = out.reshape(valid.shape + (width,)).view(row_type)[..., 0]
-    dst[valid] = rows.reshape(len(rows), width).view(row_type)[:, 0]
-    return out
-
-
-def _lengths(grids: Sequence[SparseGrid], t: int, rows: int) -> np.ndarray:
-    lengths = np.fromiter((g.keys[t].shape[0] for g in grids), dtype=np.int64, count=len(grids))
-    if lengths.max(initial=0) > rows:
-        k = int(np.argmax(lengths))
-        raise ValueError(
-            f"grid at batch position {k} has {int(lengths[k])} cells at depth {t}, more than "
-            f"max_rows[{t}]={rows}"
-        )
-    return lengths
-
-
-def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int]) -> dict:
-    """The input dict of a shadow batch over ``grids`` (see the module docstring).
-
-    Vectorised: per depth, all elements' rows are concatenated once and scattered into a
-    preallocated padded array through a validity mask; no per-element padding.
-    """
-    if len(grids) == 0:
-        raise ValueError("grids must hold at least one SparseGrid, got 0")
-    depth = grids[0].depth
-    if len(max_rows) != depth:
-        raise ValueError(f"max_rows must hold {depth} row counts (one per depth), got {max_rows!r}")
-    x: dict[str, np.ndarray] = {}
-    valid = []
-    for t in range(depth):
-        lengths = _lengths(grids, t, max_rows[t])
-        valid.append(_valid_rows(lengths, max_rows[t]))
-        x[f"lengths_{t}"] = lengths.astype(np.int32)
-    if grids[0].features is None:
-        x["features"] = valid[0][..., None].astype(np.float32)
-    else:
-        x["features"] = _scatter([g.features for g in grids], valid[0], 0.0, np.float32)
-    for t in range(depth):
-        x[f"coords_{t}"] = _scatter([g.centres[t] for g in grids], valid[t], 0.0, np.float32)
-        x[f"mask_{t}"] = valid[t].astype(np.float32)
-        if t < depth - 1:
-            x[f"parent_{t}"] = _scatter(
-                [g.parent[t] for g in grids], valid[t], max_rows[t + 1], np.int32
-            )
-    return x
-
-
-def assemble_shadow_labels(
-    grids: Sequence[SparseGrid], max_rows: Sequence[int]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Depth-0 labels ``(B, R_0)`` int32 and their sample weights (0 on padding)."""
-    valid = _valid_rows(_lengths(grids, 0, max_rows[0]), max_rows[0])
-    labels = _scatter([g.labels for g in grids], valid, 0, np.int32)
-    return labels, valid.astype(np.float32)
 
 
 @register_sequencer("SparseShadowSequencer", "DLSparseShadowSequencer")
@@ -250,7 +151,7 @@ class SparseShadowSequencer(AbstractSequencer):
         if not self.has_labels:
             return None
         lengths = np.fromiter((self._grids[i].num_cells(0) for i in indices), dtype=np.int64)
-        return _valid_rows(lengths, self.max_rows[0]).astype(np.float32)
+        return valid_rows(lengths, self.max_rows[0]).astype(np.float32)
 
     def load_batch(self, indices: np.ndarray) -> tuple:
         if not self.has_labels:
