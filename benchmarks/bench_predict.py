@@ -1,6 +1,6 @@
 """Whole-tile prediction throughput on CPU: points of a tile classified per second.
 
-Workload: one synthetic georeferenced tile (`pointseq.cli.synthetic_tiles`, 100 m x 100 m)
+Workload: one synthetic georeferenced tile (`pointseq.tiles.synthetic`, 100 m x 100 m)
 predicted by `pointseq predict`'s own path (`cli.tile_pipeline.predict_cloud`): the recipe's
 covering fields, inputs built per block of fields, a PointNet of the recipe's width through
 a predict-mode `Sequencer`, probabilities propagated back to every point. The model is
@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from pointseq.cli import recipe  # noqa: E402
-from pointseq.cli.synthetic_tiles import make_tiles  # noqa: E402
-from pointseq.cli.tile_pipeline import predict_cloud  # noqa: E402
+from pointseq.tiles.synthetic import make_tiles  # noqa: E402
+from pointseq.tiles.pipeline import predict_cloud  # noqa: E402
 from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, sampler_from_spec  # noqa: E402
 from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model  # noqa: E402
 from pointseq.sequencers.seeding import field_rng  # noqa: E402

@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
-from pointseq.cli.synthetic_tiles import make_tiles  # noqa: E402
+from pointseq.tiles.synthetic import make_tiles  # noqa: E402
 from pointseq.offline import OfflineSequencer  # noqa: E402
 from pointseq.offline.sharded_build import build_sharded  # noqa: E402
 from pointseq.sequencers import Sequencer  # noqa: E402

@@ -3,7 +3,7 @@
 It writes synthetic LiDAR tiles as LAZ at a UTM-like offset with ASPRS codes (ground 2, high
 vegetation 5, building 6, noise 7 to ignore) into ``OUTPUT/tiles/``, then for each model type:
 writes a train spec (``OUTPUT/train_<folder>.json``: the last tile held out, everything else
-the recipe's defaults), builds the cache from the files and trains with `run_train`, predicts
+the recipe's defaults), builds the cache from the files and trains with `tiles.train`, predicts
 the held-out tile with ``pointseq predict`` and evaluates it with ``pointseq evaluate`` (the
 commands' own ``run`` on their parsed arguments). ``OUTPUT/report.json`` sums it up.
 """
@@ -21,15 +21,17 @@ from typing import Any
 import keras
 import numpy as np
 
-from pointseq.cli import evaluate, predict, recipe
-from pointseq.cli.models import MODEL_TYPES
+from pointseq.cli import evaluate, predict
 from pointseq.cli.parser import build_parser
-from pointseq.cli.synthetic_tiles import CLASS_CODES, make_tiles, write_tiles
-
-from pointseq.cli.train import load_train_spec, run_train
-from pointseq.sequencers.callbacks.sequencer_checkpoint import write_json_atomic
+from pointseq.cli.train import load_train_spec
 from pointseq.cli.usage_error import UsageError
 from pointseq.pointclouds import ClassificationMetrics
+from pointseq.pointclouds.writing import write_json_atomic
+from pointseq.tiles import recipe
+from pointseq.tiles.model_types import MODEL_TYPES
+from pointseq.tiles.prediction import output_path
+from pointseq.tiles.synthetic import CLASS_CODES, make_tiles, write_tiles
+from pointseq.tiles.training import train
 
 MODEL_FOLDERS = {"pointnet": "dense", "shadow": "shadow"}  # model type -> its folder under OUTPUT
 TILE_SIZE = 45.0  # metres: 100 fields a tile, 25 batches an epoch on 4 tiles
@@ -50,10 +52,10 @@ def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None,
     return {
         "sequencer": {"type": "OfflineSequencer", "offline_storage": f"{folder}/cache.h5",
                       "chunk_randomization": True, "batch_randomization": True, "seed": seed, "progress": progress,
-                      "backbone": {"type": "Sequencer", "batch_size": recipe.BATCH_SIZE},
+                      "backbone": {"batch_size": recipe.BATCH_SIZE},
                       "offline_pcloud": {"paths": train_tiles}},
         "model": {"type": model_type},
-        "epochs": recipe.default_epochs({"type": model_type}) if epochs is None else epochs,
+        "epochs": MODEL_TYPES[model_type].defaults["epochs"] if epochs is None else epochs,
         "output": folder,
     }
 
@@ -74,10 +76,11 @@ def majority_baseline(evaluation: dict) -> dict:
     evaluation's confusion matrix (same classes, same ignored points)."""
     confusion = np.asarray(evaluation["confusion_matrix"])
     counts = confusion.sum(axis=1)
-    counts[list(evaluation["ignored"])] = 0
+    ignored = [evaluation["class_names"].index(name) for name in evaluation["prediction_only_columns"]]
+    counts[ignored] = 0
     constant = np.zeros_like(confusion)
     constant[:, int(np.argmax(counts))] = counts
-    metrics = ClassificationMetrics.from_confusion(constant, evaluation["ignored"], evaluation["class_names"])
+    metrics = ClassificationMetrics.from_confusion(constant, ignored, evaluation["class_names"])
     return {"overall_accuracy": metrics.overall_accuracy, "mean_iou": metrics.mean_iou}
 
 
@@ -93,12 +96,13 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
     say(f"\n== {model_type}: pointseq train {spec_path}")
     keras.utils.set_random_seed(seed)  # the model's initial weights
     start = time.perf_counter()
-    report = run_train(load_train_spec(spec_path), verbose=int(verbose))
+    spec, X, y = load_train_spec(spec_path)
+    report = train(spec, X=X, y=y, verbose=int(verbose))
     trained = time.perf_counter()
     predictions = os.path.join(folder, "predictions")
     say(f"== {model_type}: pointseq predict {folder} {tiles[-1]} --output {predictions}")
     _command(["predict", folder, tiles[-1], "--output", predictions] + ([] if verbose else ["--quiet"]), verbose)
-    predicted = predict.output_path(predictions, tiles[-1])
+    predicted = output_path(predictions, tiles[-1])
     say(f"== {model_type}: pointseq evaluate {predicted} --classes {folder} --output {folder}")
     _command(["evaluate", predicted, "--classes", folder, "--output", folder], verbose)
     with open(os.path.join(folder, "evaluation.json"), encoding="utf-8") as f:
@@ -108,7 +112,7 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
         "model": model_type, "epochs": report["epochs"], "train_seconds": trained - start,
         "predict_evaluate_seconds": time.perf_counter() - trained,
         "iou": {_class_name(names[c]): evaluation["per_class"][names[c]]["iou"]
-                for c in range(len(names)) if c not in evaluation["ignored"]},
+                for c in range(len(names)) if names[c] not in evaluation["prediction_only_columns"]},
         "mean_iou": evaluation["mean_iou"], "overall_accuracy": evaluation["overall_accuracy"],
         "majority_baseline": majority_baseline(evaluation),
         "files": {"train_spec": spec_path, "model": os.path.join(folder, "model.keras"), "prediction": predicted,

@@ -1,7 +1,7 @@
 """The ``pointseq`` command: parse first, then import only the subcommand that runs.
 
 Exit status: 0 success, 1 a faulty or foreign cache, 2 a usage error or unreadable input
-(one line on stderr).
+(one line on stderr), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from pointseq.cli.parser import build_parser
-from pointseq.cli.usage_error import UsageError
+from pointseq.cli.usage_error import UsageError, one_line
 
 
 def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
@@ -51,14 +51,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"pointseq {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
+    except KeyboardInterrupt:
+        print(f"\npointseq {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError) as exc:
         from pointseq.offline.errors import OfflineStorageError  # loaded with the command
 
-        if not isinstance(exc, OfflineStorageError):
-            raise
-        print(f"pointseq {args.command}: {exc}", file=sys.stderr)
-        return 1
-
+        if isinstance(exc, OfflineStorageError):
+            print(f"pointseq {args.command}: {exc}", file=sys.stderr)
+            return 1
+        # The library's errors on the user's inputs (a bad spec value, an unreadable file): one line.
+        print(f"pointseq {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -58,7 +58,9 @@ def _cache(commands: argparse._SubParsersAction) -> None:
 
 def _train(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("train", help="train a model on your data from a JSON spec")
-    parser.add_argument("spec", help="train spec JSON (see the README)")
+    parser.add_argument("spec", help="train spec JSON (see the docs)")
+    parser.add_argument("--restart", action="store_true",
+                        help="start afresh in an output folder that holds a run (default: resume it)")
     parser.add_argument("--quiet", action="store_true")
     parser.set_defaults(run="pointseq.cli.train:run")
 

@@ -29,7 +29,14 @@ def inputs_as_usage_errors(what: str) -> Iterator[None]:
 
         if isinstance(exc, OfflineStorageError):
             raise
-        cause = " ".join(str(exc).split()) or "(no message)"
-        if getattr(builtins, type(exc).__name__, None) is not type(exc):
-            cause = f"{type(exc).__name__}: {cause}"  # a library's own error: name it
-        raise UsageError(f"{what}: {cause}") from None
+        raise UsageError(f"{what}: {one_line(exc)}") from None
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line, prefixed with its type when it is a library's own."""
+    cause = " ".join(str(exc).split()) or "(no message)"
+    if isinstance(exc, FileNotFoundError) and exc.filename and exc.strerror:
+        cause = f"{exc.strerror}: {exc.filename!r}"
+    if getattr(builtins, type(exc).__name__, None) is not type(exc):
+        cause = f"{type(exc).__name__}: {cause}"  # a library's own error: name it
+    return cause

@@ -11,13 +11,10 @@ from pointseq.offline import format as fmt
 from pointseq.offline.build_lock import build_lock, remove_if_present
 from pointseq.offline.errors import OfflineStorageError
 from pointseq.offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
-from pointseq.offline.grid_source import GridSource
 from pointseq.offline.pointcloud_source import PointCloudSource, print_progress
 from pointseq.offline.reader import CacheReader
 from pointseq.offline.writer import CacheWriter
 from pointseq.arguments import without_comment_keys
-from pointseq.sequencers.sequencer import Sequencer
-from pointseq.sequencers.shadow_sequencer import SparseShadowSequencer
 
 # Options that change how batches are ordered or augmented at read time, not their content.
 READ_TIME_KEYS = frozenset({
@@ -31,17 +28,12 @@ def content_config(backbone: Any) -> dict:
     return {k: v for k, v in backbone.get_config().items() if k not in READ_TIME_KEYS}
 
 
-def pcloud_source(backbone: Any, spec: Any) -> PointCloudSource | GridSource:
-    """The source of ``offline_pcloud`` samples that suits ``backbone``: fields or their grids."""
-    if isinstance(backbone, SparseShadowSequencer):
-        source = GridSource.from_spec(without_comment_keys(spec))
-        source.use_rows_of(backbone)
-        return source
-    if not isinstance(backbone, Sequencer):
-        raise TypeError(
-            "offline_pcloud cuts point-cloud files into receptive fields, which a Sequencer (dense fields) or "
-            f"a SparseShadowSequencer (their sparse grids) backbone takes; got a {type(backbone).__name__} backbone")
-    return PointCloudSource.from_spec(without_comment_keys(spec))
+def pcloud_source(backbone: Any, spec: Any) -> PointCloudSource:
+    """The source of ``offline_pcloud`` samples, checked against ``backbone`` (its encoder's
+    samples must be what the backbone batches)."""
+    source = PointCloudSource.from_spec(spec if isinstance(spec, PointCloudSource) else without_comment_keys(spec))
+    source.check_backbone(backbone)
+    return source
 
 
 # Below this many bytes of data the fingerprint is computed before the build starts: a
@@ -64,7 +56,7 @@ def backbone_digest(backbone: Any) -> str:
     return data_digest(*_input_data(backbone))
 
 
-def _fingerprint_job(backbone: Any, chunk_size: int, pcloud: PointCloudSource | GridSource | None) -> tuple[Callable[[], str], int]:
+def _fingerprint_job(backbone: Any, chunk_size: int, pcloud: PointCloudSource | None) -> tuple[Callable[[], str], int]:
     """Check the backbone now; return the fingerprint computation and the bytes it hashes."""
     config = {"backbone": content_config(backbone)}
     X, y = _input_data(backbone)
@@ -80,7 +72,7 @@ def _fingerprint_job(backbone: Any, chunk_size: int, pcloud: PointCloudSource | 
     return compute, data_nbytes(X, y)
 
 
-def expected_fingerprint(backbone: Any, chunk_size: int, pcloud: PointCloudSource | GridSource | None = None) -> str:
+def expected_fingerprint(backbone: Any, chunk_size: int, pcloud: PointCloudSource | None = None) -> str:
     """The fingerprint a cache of ``backbone`` (plus ``pcloud``) built with ``chunk_size`` carries."""
     return _fingerprint_job(backbone, chunk_size, pcloud)[0]()
 
@@ -103,7 +95,7 @@ def count_dataset_batches(sequencer: Any) -> int:
     return n // bs if sequencer.drop_last else -(-n // bs)
 
 
-def _sources(backbone: Any, pcloud: PointCloudSource | GridSource | None, progress: bool) -> list[tuple[int, Callable]]:
+def _sources(backbone: Any, pcloud: PointCloudSource | None, progress: bool) -> list[tuple[int, Callable]]:
     """``(batch count, batches from a start batch)`` of the backbone, then of the files."""
     sources: list[tuple[int, Callable]] = []
     if backbone.num_samples:
@@ -135,7 +127,7 @@ def build_cache(
     *,
     chunk_size: int = 8,
     compression: str | None = None,
-    offline_pcloud: PointCloudSource | GridSource | dict | None = None,
+    offline_pcloud: PointCloudSource | dict | None = None,
     force: bool = False,
     progress: bool = True,
     extra_config: dict | None = None,
@@ -168,7 +160,7 @@ def build_cache(
                                  progress)
 
 
-def _write_cache_file(path: str, backbone: Any, pcloud: PointCloudSource | GridSource | None, chunk_size: int,
+def _write_cache_file(path: str, backbone: Any, pcloud: PointCloudSource | None, chunk_size: int,
                       compression: str | None, config: dict, job: Callable[[], str], nbytes: int,
                       progress: bool) -> str:
     """Write (or resume) ``<path>.tmp`` and rename it to ``path``; a build that fails before

@@ -14,7 +14,6 @@ from pointseq.offline.build import build_cache, expected_fingerprint, pcloud_sou
 from pointseq.offline.chunk_cache import ChunkCache
 from pointseq.offline.errors import storage_error
 from pointseq.offline.order import VisitOrder, visit_order
-from pointseq.offline.grid_source import GridSource
 from pointseq.offline.pointcloud_source import PointCloudSource
 from pointseq.offline.manifest import MANIFEST_NAME
 from pointseq.offline.reader import CacheReader
@@ -76,7 +75,7 @@ class OfflineSequencer(AbstractSequencer):
         chunk_size: int = 8,
         chunk_randomization: bool = False,
         batch_randomization: bool = False,
-        offline_pcloud: dict | PointCloudSource | GridSource | None = None,
+        offline_pcloud: dict | PointCloudSource | None = None,
         disable_offline_storage_writing: bool = False,
         compression: str | None = None,
         force_rebuild: bool = False,

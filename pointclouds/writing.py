@@ -8,6 +8,7 @@ temporary name beside ``path`` and renamed into place, so a crash never leaves h
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -99,6 +100,29 @@ def atomic_output(path: str) -> Iterator[str]:
         if os.path.exists(temp):
             os.remove(temp)
         raise
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` through `atomic_output`: ``path`` is either the
+    old or the new file, with the permissions the umask gives any new file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with atomic_output(path) as temp:
+        with open(temp, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=1, sort_keys=True, default=_jsonable)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not JSON-serialisable")
 
 
 def _set_classification(las: Any, codes: np.ndarray, n: int) -> None:

@@ -37,6 +37,8 @@ _PUBLIC = {
     "OfflineSequencer": "pointseq.offline",
     "OfflineStorageError": "pointseq.offline",
     "build_cache": "pointseq.offline",
+    "Segmenter": "pointseq.tiles",
+    "register_model_type": "pointseq.tiles",
 }
 
 __all__ = sorted(_PUBLIC) + ["__version__"]

@@ -17,7 +17,8 @@ ALLOWED = {
     "pointclouds": {"pointclouds"},
     "sequencers": {"sequencers", "augment", "pointclouds"},
     "offline": {"offline", "sequencers", "augment", "pointclouds"},
-    "cli": {"cli", "offline", "sequencers", "augment", "pointclouds"},
+    "tiles": {"tiles", "offline", "sequencers", "augment", "pointclouds"},
+    "cli": {"cli", "tiles", "offline", "sequencers", "augment", "pointclouds"},
     "pointseq": set(),
 }
 MAX_FUNCTION_LINES = 60
@@ -70,6 +71,70 @@ def test_the_rule_catches_an_upward_import(tmp_path):
     targets = {package_of(name) for name in imported_names(tree)}
     assert targets == {"offline", "cli"}
     assert not targets <= ALLOWED["sequencers"]
+
+
+def cli_imports(names):
+    return sorted(name for name in names if name == "pointseq.cli" or name.startswith("pointseq.cli."))
+
+
+def python_blocks(text):
+    """The Python code blocks of a Markdown text."""
+    blocks, inside = [], None
+    for line in text.splitlines():
+        if inside is None and line.strip().startswith("```python"):
+            inside = []
+        elif inside is not None and line.strip().startswith("```"):
+            blocks.append("\n".join(inside))
+            inside = None
+        elif inside is not None:
+            inside.append(line)
+    return blocks
+
+
+def user_facing_sources():
+    """(name, source) of what users copy from: the notebook's cells, the README's and the docs'
+    Python blocks, and the benchmarks."""
+    import json
+
+    with open(os.path.join(ROOT, "notebooks", "quickstart.ipynb"), encoding="utf-8") as f:
+        for k, cell in enumerate(json.load(f)["cells"]):
+            if cell["cell_type"] == "code":
+                yield f"notebook cell {k}", "".join(cell["source"])
+    pages = [os.path.join(ROOT, "README.md")]
+    for folder, _, files in os.walk(os.path.join(ROOT, "docs")):
+        pages += [os.path.join(folder, n) for n in files if n.endswith(".md")]
+    for page in pages:
+        with open(page, encoding="utf-8") as f:
+            for k, block in enumerate(python_blocks(f.read())):
+                yield f"{os.path.relpath(page, ROOT)} block {k}", block
+    for name in os.listdir(os.path.join(ROOT, "benchmarks")):
+        if name.endswith(".py"):
+            with open(os.path.join(ROOT, "benchmarks", name), encoding="utf-8") as f:
+                yield f"benchmarks/{name}", f.read()
+
+
+def test_nothing_outside_the_command_imports_it():
+    wrong = []
+    for package, path in library_modules():
+        if package == "cli":
+            continue
+        with open(path, encoding="utf-8") as f:
+            found = cli_imports(imported_names(ast.parse(f.read())))
+        wrong += [f"{os.path.relpath(path, ROOT)} imports {name}" for name in found]
+    for name, source in user_facing_sources():
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:  # a notebook cell with shell magics: only its import lines matter
+            tree = ast.parse("\n".join(l for l in source.splitlines() if l.startswith(("import ", "from "))))
+        wrong += [f"{name} imports {found}" for found in cli_imports(imported_names(tree))]
+    assert wrong == []
+
+
+def test_the_cli_rule_catches_an_import_from_a_library_module_and_a_readme_block():
+    tree = ast.parse("from pointseq.cli.recipe import CLASSES\nimport pointseq.cli\n")
+    assert cli_imports(imported_names(tree)) == ["pointseq.cli", "pointseq.cli.recipe", "pointseq.cli.recipe.CLASSES"]
+    readme = "text\n```python\nfrom pointseq.cli.train import run\n```\n"
+    assert cli_imports(imported_names(ast.parse(python_blocks(readme)[0]))) != []
 
 
 def test_no_library_function_is_longer_than_a_screen():

@@ -4,11 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-from pointseq.cli.recipe import (CLASSES, FEATURES, SAMPLER, compile_for_recipe, coordinate_unit_metres,
-                                 default_epochs, default_learning_rate,
+from pointseq.tiles.recipe import (CLASSES, FEATURES, SAMPLER, compile_for_recipe, coordinate_unit_metres,
                                  features_spec, files_unit_metres, intensity_bit_depth, inverse_frequency_weights,
                                  sampler_spec)
-from pointseq.cli.train import with_recipe_defaults
+from pointseq.tiles.model_types import model_type
+from pointseq.tiles.recipe import with_recipe_defaults
 from pointseq.pointclouds import ClassMap, CoveringFieldSampler, FeatureSpec, PointCloud, sampler_from_spec
 from pointseq.pointclouds.field_inputs import field_inputs, field_scale
 from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
@@ -40,8 +40,12 @@ def test_recipe_field_inputs_are_centred_scaled_and_normalised():
 
 
 def test_recipe_epochs_and_learning_rate_per_model_type():
-    assert (default_epochs({}), default_learning_rate({})) == (6, 3e-3)
-    assert (default_epochs({"type": "Shadow"}), default_learning_rate({"type": "Shadow"})) == (6, 3e-2)
+    defaults = model_type({}).settings({})
+    assert (defaults["epochs"], defaults["learning_rate"]) == (6, 3e-3)
+    shadow = model_type({"type": "Shadow"}).settings({"type": "Shadow"})
+    assert (shadow["type"], shadow["epochs"], shadow["learning_rate"]) == ("shadow", 6, 3e-2)
+    with pytest.raises(ValueError, match=r"model has unknown keys \['widht'\] for type 'pointnet'; valid: type"):
+        model_type({}).settings({"widht": 3})
 
 
 def test_inverse_frequency_weights_from_class_counts():
@@ -68,13 +72,13 @@ def test_weighted_loss_weights_classes_and_ignores_the_ignored_label():
 def test_compile_for_recipe_reports_its_settings():
     points = keras.Input((8, 6))
     model = keras.Model(points, keras.layers.Dense(3, activation="softmax")(points))
-    settings = compile_for_recipe(model, [3, 1, 1], total_steps=10)
+    settings = compile_for_recipe(model, [3, 1, 1], total_steps=10, learning_rate=3e-3)
     assert settings["class_weights"] == pytest.approx(np.power([5 / 9, 5 / 3, 5 / 3], 0.6))
     assert settings["final_learning_rate"] == pytest.approx(3e-3 * 0.05)
     history = model.fit(np.zeros((4, 8, 6), np.float32), np.zeros((4, 8)), sample_weight=np.zeros((4, 8)), verbose=0)
     assert history.history["loss"][0] == 0.0  # only ignored points (weight 0): nothing to learn
     with pytest.raises(ValueError, match="one count per model class"):
-        compile_for_recipe(model, [3, 1], total_steps=10)
+        compile_for_recipe(model, [3, 1], total_steps=10, learning_rate=3e-3)
 
 
 def _las(path, *, crs=None, intensity_max=255):
@@ -120,11 +124,14 @@ def test_intensity_bit_depth_is_the_smallest_that_holds_the_files(tmp_path):
 
 def test_train_defaults_are_metres_and_the_files_bit_depth(tmp_path):
     path = _las(tmp_path / "feet.las", crs="wkt-foot", intensity_max=200)
-    sequencer, model = with_recipe_defaults({"offline_pcloud": {"paths": [path]}}, {"type": "shadow"})
+    shadow = model_type("shadow").settings({"type": "shadow"})
+    sequencer = with_recipe_defaults({"offline_pcloud": {"paths": [path]}}, shadow)
     pcloud = sequencer["offline_pcloud"]
     assert pcloud["sampler"]["neighborhood"]["radius"] == pytest.approx(7.5 / 0.3048)
-    assert pcloud["features"] == features_spec(8) and pcloud["classes"] == CLASSES
-    assert model == {"type": "shadow", "cell_size": pytest.approx(0.5 / 0.3048)}
-    given = {"offline_pcloud": {"paths": [path], "sampler": SAMPLER, "features": ["intensity"]}}
-    assert with_recipe_defaults(given, {"type": "shadow", "cell_size": 1.0}) == (
-        {"offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES}}, {"type": "shadow", "cell_size": 1.0})
+    assert pcloud["features"] == features_spec(8) and pcloud["classes"] == CLASSES and pcloud["seed"] == 0
+    assert pcloud["encoder"]["type"] == "sparse_grid"
+    assert pcloud["encoder"]["cell_size"] == pytest.approx(0.5 / 0.3048)
+    given = {"offline_pcloud": {"paths": [path], "sampler": SAMPLER, "features": ["intensity"],
+                                "encoder": {"type": "dense"}}}
+    assert with_recipe_defaults(given, shadow) == (
+        {"offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES, "seed": 0}})

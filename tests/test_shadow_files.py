@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import make_deterministic
-from pointseq.cli.recipe import compile_for_recipe
-from pointseq.cli.shadow_pipeline import build_shadow_model, predict_cloud, shadow_shapes, shadow_training_spec
-from pointseq.cli.synthetic_tiles import make_tiles
-from pointseq.offline import OfflineSequencer, OfflineStorageError
-from pointseq.offline.grid_source import GridSource
-from pointseq.pointclouds import CoveringFieldSampler, build_sparse_grid, classification_metrics
+from pointseq.offline import OfflineSequencer, OfflineStorageError, PointCloudSource
+from pointseq.sequencers.models.shadow_model import build_shadow_segmentation_model
+from pointseq.tiles.pipeline import predict_cloud
+from pointseq.tiles.recipe import compile_for_recipe
+from pointseq.tiles.synthetic import make_tiles
+from pointseq.pointclouds import CoveringFieldSampler, build_sparse_grid, classification_metrics, read_point_cloud
 from pointseq.pointclouds.field_grids import SparseGridPreProcessor
 from pointseq.sequencers import EpochSync, SparseShadowSequencer, build_sequencer
 
@@ -91,19 +91,23 @@ def test_grid_cache_from_las_files_reopens_and_equals_an_in_memory_build(tmp_pat
     spec, path = files_spec(paths), tmp_path / "grids.h5"
     seq = OfflineSequencer(SparseShadowSequencer(batch_size=4, seed=0), path, offline_pcloud=spec, chunk_size=2,
                            progress=False)
-    source = GridSource.from_spec(spec)
+    source = PointCloudSource.from_spec(spec)
     source.scan()
-    grids = [g for i in range(len(paths)) for g in source.file_grids(i)]
-    memory = SparseShadowSequencer(grids, batch_size=4, max_rows=list(source.max_rows), shuffle=False)
-    assert source.max_rows[0] <= 128 and len(seq) == len(memory) == -(-len(grids) // 4)
+    rows = source.encoder.max_rows
+    grids = [g for i in range(len(paths)) for g in source.file_samples(i)]
+    memory = SparseShadowSequencer(grids, batch_size=4, max_rows=list(rows), shuffle=False)
+    assert rows[0] <= 128 and len(seq) == len(memory) == -(-len(grids) // 4)
+    noise_cells = 0
     for i in range(len(seq)):
         (x, y, sw), (mx, my, msw) = seq[i], memory[i]
         assert set(x) == set(mx)
         for key in mx:
             np.testing.assert_array_equal(x[key], mx[key], err_msg=key)
-        np.testing.assert_array_equal(y, my)
-        np.testing.assert_array_equal(sw, msw)
-    assert set(np.unique(memory[0][1])) <= {0, 1, 2, 3}  # 3: ignored (noise) cells
+        trained = my < 3  # 3: ignored (noise) cells: label 0 and weight 0 in the cache
+        np.testing.assert_array_equal(y, np.where(trained, my, 0))
+        np.testing.assert_array_equal(sw, msw * trained)
+        noise_cells += int((msw * ~trained).sum())
+    assert noise_cells > 0
     stamp = path.stat().st_mtime_ns
     again = OfflineSequencer(SparseShadowSequencer(batch_size=4, seed=0), path, offline_pcloud=spec, chunk_size=2,
                              disable_offline_storage_writing=True, progress=False)
@@ -118,7 +122,7 @@ def test_grid_files_need_a_grid_spec_and_a_grid_backbone(tmp_path):
     paths = write_tiles(tmp_path, 1, seed=2)
     spec = files_spec(paths)
     del spec["grid"]
-    with pytest.raises(ValueError, match="must be a dict with 'paths', 'sampler'.*and 'grid'"):
+    with pytest.raises(TypeError, match="'dense' encoder needs a backbone of type Sequencer, got a SparseShadowSequencer"):
         OfflineSequencer(SparseShadowSequencer(batch_size=4), tmp_path / "x.h5", offline_pcloud=spec, progress=False)
     with pytest.raises(ValueError, match=r"unknown keys \['grids'\]"):
         OfflineSequencer(SparseShadowSequencer(batch_size=4), tmp_path / "x.h5",
@@ -133,22 +137,23 @@ def test_train_from_grid_cache_then_predict_every_point_of_a_held_out_tile(tmp_p
     make_deterministic(0)
     train = write_tiles(tmp_path, 3, seed=0)
     held = write_tiles(tmp_path, 1, seed=7)[0]
-    files = {k: v for k, v in files_spec(train).items() if k != "grid"}
-    spec = shadow_training_spec(files,
-                                {"type": "shadow", "width": 16, "cell_size": 1.0, "depth": 3},
-                                tmp_path / "train.h5", batch_size=8)
+    spec = {"type": "OfflineSequencer", "offline_storage": str(tmp_path / "train.h5"), "seed": 0,
+            "backbone": {"type": "SparseShadowSequencer", "batch_size": 8, "seed": 0},
+            "offline_pcloud": files_spec(train, {**GRID, "cell_size": 1.0})}
     seq = build_sequencer({**spec, "progress": False})
-    shapes = shadow_shapes(seq)
+    x = seq[0][0]
+    rows = [int(x[f"coords_{t}"].shape[1]) for t in range(3)]
     labels = np.concatenate([seq[i][1][seq[i][2] > 0] for i in range(len(seq))])
-    model = build_shadow_model(shapes["num_features"], 3, shapes["max_rows"], width=16)
-    compile_for_recipe(model, np.bincount(labels, minlength=4)[:3], total_steps=6 * len(seq), learning_rate=1e-2)
+    model = build_shadow_segmentation_model(int(x["features"].shape[-1]), 3, 3, rows, width=16)
+    compile_for_recipe(model, np.bincount(labels, minlength=3), total_steps=6 * len(seq), learning_rate=1e-2)
     model.fit(seq, epochs=6, verbose=0, callbacks=[EpochSync(seq)])
 
-    source = GridSource.from_spec({**spec["offline_pcloud"], "paths": [held]})
-    source.files.scan()  # the class map and features; no padded rows needed
-    points, fields, features = source.file_fields(0)
-    probabilities = predict_cloud(model, points, fields, features, source.grid, shapes["max_rows"],
-                                  batch_size=8, fields_per_block=5)
+    config = seq.pcloud_config
+    pipeline = {"sampler": config["sampler"], "encoder": config["encoder"], "seed": 0,
+                "features": config["feature_normalisation"], "class_map": config["class_map"]}
+    cloud = read_point_cloud(held, label=None)
+    points = cloud.points
+    probabilities = predict_cloud(model, pipeline, cloud, batch_size=8)
     assert probabilities.shape == (len(points), 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)  # every point predicted
     codes = laspy.read(held).classification
@@ -161,8 +166,6 @@ def test_train_from_grid_cache_then_predict_every_point_of_a_held_out_tile(tmp_p
 
 def test_a_shadow_cache_build_cuts_each_file_twice_not_three_times(tmp_path, monkeypatch):
     """Counting the fields and sizing the grids share one cut; writing is the second."""
-    from pointseq.offline.pointcloud_source import PointCloudSource
-
     cuts = []
     real_cut = PointCloudSource.cut
 
@@ -171,9 +174,10 @@ def test_a_shadow_cache_build_cuts_each_file_twice_not_three_times(tmp_path, mon
         return real_cut(self, index)
 
     monkeypatch.setattr(PointCloudSource, "cut", counted_cut)
-    source = GridSource.from_spec(files_spec(write_tiles(tmp_path, 2, seed=0)))
+    source = PointCloudSource.from_spec(files_spec(write_tiles(tmp_path, 2, seed=0)))
     config = source.cache_config()
-    assert sorted(cuts) == [0, 1] and source.num_samples() > 0 and config["max_rows"] == list(source.max_rows)
+    assert sorted(cuts) == [0, 1] and source.num_samples() > 0
+    assert config["encoder"]["max_rows"] == list(source.encoder.max_rows)
     batches = list(source.batches(4, drop_last=False))
     assert sorted(cuts) == [0, 0, 1, 1]
     assert sum(len(b[1]) for b in batches) == source.num_samples()

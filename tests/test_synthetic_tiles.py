@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from pointseq.cli.synthetic_tiles import (
+from pointseq.tiles.synthetic import (
     BUILDING, GROUND, HIGH_VEGETATION, NOISE, TILE_KEYS, make_tile, make_tiles,
 )
 

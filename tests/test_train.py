@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pointseq.cli.main import main
-from pointseq.cli.synthetic_scenes import make_scenes
+from pointseq.tiles.synthetic_scenes import make_scenes
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pointseq.cli.main import main
-from pointseq.cli.synthetic_tiles import make_tiles, write_tiles
+from pointseq.tiles.synthetic import make_tiles, write_tiles
 
 laspy = pytest.importorskip("laspy")
 
@@ -83,7 +83,7 @@ def test_refusals_exit_2_with_one_line(trained, tmp_path, capsys):
 
 
 def test_blocked_prediction_equals_the_whole_tile(trained, tmp_path, capsys):
-    from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
+    from pointseq.tiles.pipeline import load_training_output, predict_cloud
     from pointseq.pointclouds import read_point_cloud
 
     folder, paths = trained

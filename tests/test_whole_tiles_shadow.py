@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pointseq.cli.main import main
-from pointseq.cli.synthetic_tiles import make_tiles, write_tiles
+from pointseq.tiles.synthetic import make_tiles, write_tiles
 
 laspy = pytest.importorskip("laspy")
 
@@ -43,7 +43,7 @@ def test_shadow_train_predict_evaluate_from_the_cli(tmp_path, capsys):
     assert os.path.getsize(tmp_path / "pred" / "tile_2.laz") > 0
 
     # spatial blocks: with FPS fields the blocked prediction is the whole tile's
-    from pointseq.cli.tile_pipeline import load_training_output, predict_cloud
+    from pointseq.tiles.pipeline import load_training_output, predict_cloud
     from pointseq.pointclouds import read_point_cloud
 
     model, pipeline = load_training_output(str(out))

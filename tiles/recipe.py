@@ -1,4 +1,4 @@
-"""The default training recipe of ``pointseq train`` and ``pointseq demo`` on LiDAR tiles.
+"""The default training recipe of the whole-tile workflow (`Segmenter`, ``pointseq train``, the demo).
 
 Measured on the synthetic tiles (see the README's recipe section): both models learn
 every class when (1) a field's coordinates are relative to its centre and scaled by its
@@ -29,10 +29,11 @@ import laspy
 import numpy as np
 
 from pointseq.arguments import require_int, require_positive
-from pointseq.pointclouds import read_point_cloud
+from pointseq.pointclouds import PointCloudFileError, read_point_cloud
 from pointseq.pointclouds.las_stream import read_las_columns
 from pointseq.pointclouds.reading import LAS_SUFFIXES
 from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
+from pointseq.tiles.model_types import model_type
 
 # Fields: square fields 15 m across (a building or a crown in full), 512 points drawn at random
 # per field; centres 5 m apart (2/3 of the half side): overlapping fields, more batches per tile.
@@ -55,29 +56,11 @@ LINEAR_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
 ANGULAR_UNIT_WORDS = ("degree", "radian", "grad", "gon", "arc")
 # `ClassMap` spec: every code found is a class except the ASPRS noise codes (low 7, high 18).
 CLASSES = {"ignore": [7, 18]}
-# Training: Adam at the model type's rate (the shadow U-Net underfits at 3e-3 in 6 epochs), cosine decay.
-LEARNING_RATE = 3e-3
-SHADOW_LEARNING_RATE = 3e-2
+# Training: Adam at the model type's rate (`model_types`), cosine decay to 5% of it.
 FINAL_LEARNING_RATE_FRACTION = 0.05
 BATCH_SIZE = 16
-DENSE = {"width": 64, "epochs": 6}
-SHADOW = {"width": 32, "epochs": 6, "cell_size": 0.5, "depth": 4}  # cell in metres (divided by the files' unit)
+SEED = 0  # a spec without a seed is still repeatable: this one is used and recorded
 CLASS_WEIGHT_POWER = 0.6  # class weights: (inverse frequency) ** power
-
-
-def is_shadow(model_spec: dict) -> bool:
-    """Whether a model spec's type is ``shadow`` (``pointnet`` when it names none)."""
-    return str(model_spec.get("type", "pointnet")).lower() == "shadow"
-
-
-def default_epochs(model_spec: dict) -> int:
-    """The recipe's epochs for a model spec's type."""
-    return (SHADOW if is_shadow(model_spec) else DENSE)["epochs"]
-
-
-def default_learning_rate(model_spec: dict) -> float:
-    """The recipe's initial learning rate for a model spec's type."""
-    return SHADOW_LEARNING_RATE if is_shadow(model_spec) else LEARNING_RATE
 
 
 def inverse_frequency_weights(class_counts: list[int] | np.ndarray, power: float = CLASS_WEIGHT_POWER) -> list[float]:
@@ -98,7 +81,7 @@ def inverse_frequency_weights(class_counts: list[int] | np.ndarray, power: float
 
 
 def compile_for_recipe(model: keras.Model, class_counts: list[int] | np.ndarray, total_steps: int,
-                       learning_rate: float = LEARNING_RATE) -> dict[str, Any]:
+                       learning_rate: float) -> dict[str, Any]:
     """Compile ``model`` with the recipe's loss (inverse-frequency class weights ** 0.6; ignored points
     come with sample weight 0) and Adam on a cosine decay over ``total_steps`` batches; returns
     the settings used."""
@@ -125,7 +108,7 @@ def coordinate_unit_metres(path: str | os.PathLike) -> float | None:
         with laspy.open(os.fspath(path)) as reader:
             records = list(reader.header.vlrs) + list(getattr(reader.header, "evlrs", None) or [])
     except (laspy.LaspyException, OSError, ValueError) as error:
-        raise ValueError(f"point-cloud file {os.fspath(path)!r} cannot be read ({error})") from None
+        raise PointCloudFileError(f"point-cloud file {os.fspath(path)!r} cannot be read ({error})") from None
     for record in records:
         for key in getattr(record, "geo_keys", []):
             if key.id == PROJ_LINEAR_UNITS_KEY and key.value_offset in LINEAR_UNITS:
@@ -171,3 +154,24 @@ def features_spec(bit_depth: int = 16) -> list:
     """The recipe's features with intensity divided by ``2 ** bit_depth - 1``."""
     scale = 1.0 / (2 ** require_int("bit_depth", bit_depth, 1) - 1)
     return [{"name": "intensity", "normalisation": {"scale": scale, "offset": 0.0}}, *FEATURES[1:]]
+
+
+def with_recipe_defaults(sequencer: dict, model: dict) -> dict:
+    """The sequencer spec with the recipe's sampler, features and classes where ``offline_pcloud``
+    names none, and the model type's encoder where it names none: sizes in metres over the
+    files' coordinate unit, intensity over the files' bit depth."""
+    pcloud = sequencer.get("offline_pcloud")
+    if not isinstance(pcloud, dict):
+        return sequencer
+    paths = pcloud.get("paths")  # the existing files (the source reports the others)
+    paths = [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and os.path.isfile(p)]
+    defaults: dict[str, Any] = {"classes": CLASSES, "seed": sequencer.get("seed", SEED)}
+    if "sampler" not in pcloud or ("encoder" not in pcloud and "grid" not in pcloud):
+        unit = files_unit_metres(paths)
+        defaults["sampler"] = sampler_spec(unit)
+        defaults["encoder"] = model_type(model).encoder(model, unit)
+    if "features" not in pcloud:
+        defaults["features"] = features_spec(intensity_bit_depth(paths))
+    if "grid" in pcloud:
+        defaults.pop("encoder", None)
+    return {**sequencer, "offline_pcloud": {**defaults, **pcloud}}

@@ -1,0 +1,312 @@
+"""Training from a train spec: the one implementation behind `Segmenter.fit` and ``pointseq train``.
+
+A train spec is a dict (the JSON of ``pointseq train SPEC.json``)::
+
+    {"sequencer": {"type": "OfflineSequencer", "offline_storage": "train.h5",
+                   "chunk_randomization": true, "batch_randomization": true,
+                   "backbone": {"batch_size": 16},
+                   "offline_pcloud": {"paths": ["tile1.laz", "tile2.laz"]}},
+     "validation": {"paths": ["tile3.laz"]},
+     "model": {"type": "pointnet", "width": 64},
+     "epochs": 6, "learning_rate": 0.003, "seed": 0, "output": "train_output"}
+
+With ``offline_pcloud`` files the recipe (`recipe`) fills what the spec leaves out: the
+covering ``sampler`` (fields of 7.5 m half side in the files' CRS unit), the model type's
+field ``encoder``, the ``features`` (intensity over the files' bit depth), the ``classes``
+(ASPRS noise ignored), the seed (0); the backbone's type is the model type's. The loss
+weights each class by its inverse frequency to the power 0.6 (ignored points weigh 0) and the
+learning rate (per model type) decays along a cosine. ``validation`` files are checked with
+the training files, before the cache is built, and scored per point after propagation.
+
+The output folder holds everything prediction needs (``model.keras``, ``pipeline.json``,
+``train_spec.json``) and ``report.json`` (history, compile settings, validation metrics).
+``model.keras`` and the sequencer state are saved after every epoch, so a rerun resumes where
+it stopped; a rerun whose spec differs from the stored one is refused naming what changed
+(``restart=True`` starts afresh).
+
+Any dense sequencer spec works too (a plain ``Sequencer`` over arrays given as ``X``/``y``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any, Callable
+
+import keras
+import numpy as np
+
+from pointseq.offline.pointcloud_source import PointCloudSource, print_progress
+from pointseq.pointclouds import ClassMap, classification_metrics, read_point_cloud
+from pointseq.pointclouds.reading import PointCloudFileError
+from pointseq.pointclouds.writing import write_json_atomic
+from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
+from pointseq.tiles import recipe
+from pointseq.tiles.model_types import model_type
+from pointseq.tiles.pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud
+
+SPEC_KEYS = ("sequencer", "data", "validation", "model", "epochs", "learning_rate", "seed", "output")
+SPEC_FILE = "train_spec.json"
+STATE_FILE = "sequencer_state.json"
+REPORT_FILE = "report.json"
+
+
+def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
+    """The spec checked, with the recipe's defaults and the model type's settings filled in.
+
+    ``X``/``y``: arrays for a plain sequencer spec (no ``offline_pcloud``)."""
+    if not isinstance(spec, dict):
+        raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
+    unknown = sorted(k for k in spec if k not in SPEC_KEYS and not str(k).startswith("_"))
+    if unknown:
+        raise ValueError(f"train spec has unknown keys {unknown}; valid: {', '.join(SPEC_KEYS)}")
+    sequencer = spec.get("sequencer")
+    if not isinstance(sequencer, dict):
+        raise ValueError(f"train spec 'sequencer' must be a sequencer spec object, got {sequencer!r}")
+    model = spec.get("model", {"type": "pointnet"})
+    if not isinstance(model, dict):
+        raise ValueError(f"model must be an object like {{'type': 'pointnet'}}, got {model!r}")
+    entry = model_type(model)
+    settings = entry.settings(model)
+    seed = spec.get("seed", sequencer.get("seed", recipe.SEED))
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    pcloud = sequencer.get("offline_pcloud")
+    if isinstance(pcloud, dict):
+        backbone = {**entry.backbone(settings), **{k: v for k, v in sequencer.get("backbone", {}).items()
+                                                   if k != "type"}}
+        backbone.setdefault("batch_size", recipe.BATCH_SIZE)
+        backbone.setdefault("seed", seed)
+        sequencer = {**sequencer, "type": sequencer.get("type", "OfflineSequencer"), "backbone": backbone,
+                     "seed": sequencer.get("seed", seed)}
+        sequencer = recipe.with_recipe_defaults(sequencer, settings)
+    output = spec.get("output", "train_output")
+    if not isinstance(output, (str, os.PathLike)):
+        raise ValueError(f"output must be a folder path, got {output!r}")
+    return {"sequencer": sequencer, "X": X, "y": y, "validation": _validation(spec.get("validation"), pcloud),
+            "model": settings, "seed": seed,
+            "epochs": _positive(spec.get("epochs", settings["epochs"]), "epochs", int),
+            "learning_rate": float(_positive(spec.get("learning_rate", settings["learning_rate"]),
+                                             "learning_rate", float)),
+            "output": os.fspath(output)}
+
+
+def _positive(value: Any, key: str, kind: type) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
+        raise ValueError(f"{key} must be a positive {kind.__name__}, got {value!r}")
+    return value
+
+
+def _validation(val: Any, pcloud: Any) -> Any:
+    """``{"paths": [...]}`` of point-cloud files, ``(X, y)`` arrays, or None."""
+    if val is None:
+        return None
+    if isinstance(val, dict) and "paths" in val:
+        paths = val["paths"] if isinstance(val["paths"], list) else [val["paths"]]
+        if set(val) != {"paths"} or not paths:
+            raise ValueError(f"validation must be {{'paths': [point-cloud files]}} or (X, y), got {val!r}")
+        if not isinstance(pcloud, dict):
+            raise ValueError("validation paths need a sequencer with offline_pcloud files (the same fields and features)")
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"validation files do not exist: {missing}")
+        return {"paths": [os.fspath(p) for p in paths]}
+    if isinstance(val, (tuple, list)) and len(val) == 2:
+        return tuple(val)
+    raise ValueError(f"validation must be {{'paths': [point-cloud files]}} or (X, y) arrays, got {val!r}")
+
+
+def stored_spec(spec: dict) -> dict:
+    """What a rerun must match to resume: everything but the output folder and array data."""
+    return json.loads(json.dumps({k: v for k, v in spec.items() if k not in ("X", "y", "output")}, default=str))
+
+
+def spec_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """The dotted keys whose values differ between two stored specs."""
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += spec_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key} ({a!r} -> {b!r})")
+    return changes
+
+
+def _check_resume(spec: dict, out: str, restart: bool) -> bool:
+    """Whether the run resumes; ValueError when the output holds a run of another spec."""
+    stored_path = os.path.join(out, SPEC_FILE)
+    started = os.path.exists(os.path.join(out, STATE_FILE)) or os.path.exists(os.path.join(out, MODEL_FILE))
+    if restart:
+        for name in (STATE_FILE, MODEL_FILE, REPORT_FILE, PIPELINE_FILE, SPEC_FILE):
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        return False
+    if not started:
+        return False
+    if os.path.isfile(stored_path):
+        with open(stored_path, encoding="utf-8") as f:
+            stored = json.load(f)
+        changes = spec_changes(stored, stored_spec(spec))
+        if changes:
+            raise ValueError(f"output {out!r} holds a run of another spec ({'; '.join(changes)}): use another "
+                             "output folder, or restart it (restart=True, pointseq train --restart)")
+    return True
+
+
+def _num_classes(spec: dict, train: Any, class_map: ClassMap | None) -> int:
+    num_classes = spec["model"].get("num_classes")
+    if class_map is not None:
+        return class_map.num_classes if num_classes is None else int(num_classes)
+    if num_classes is None:
+        if spec["y"] is None:
+            raise ValueError("model.num_classes is required when the labels come from elsewhere than arrays")
+        num_classes = int(np.max(spec["y"])) + 1
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"model.num_classes must be an int >= 1, got {num_classes!r}")
+    labels = train[0][1] if spec["y"] is None else spec["y"]
+    highest = int(np.max(labels)) if np.size(labels) else -1
+    if highest >= num_classes:
+        raise ValueError(f"model.num_classes={num_classes} is too small: the labels go up to {highest}, "
+                         f"so it must be at least {highest + 1}")
+    return num_classes
+
+
+def _training_sequencer(spec: dict, progress: Callable[[str], None] | None) -> Any:
+    """The training sequencer; with files, they and the validation files are checked first."""
+    sequencer = spec["sequencer"]
+    pcloud = sequencer.get("offline_pcloud")
+    if not isinstance(pcloud, dict):
+        return build_sequencer(sequencer, spec["X"], spec["y"])
+    source = PointCloudSource.from_spec(pcloud)
+    source.check_files(progress)
+    if isinstance(spec["validation"], dict):
+        check_validation_files(source, spec["validation"]["paths"], progress)
+    return build_sequencer({**sequencer, "offline_pcloud": source, "progress": progress is not None})
+
+
+def check_validation_files(source: PointCloudSource, paths: list[str],
+                           progress: Callable[[str], None] | None = None) -> None:
+    """Every validation file readable, with the features and only class codes the training knows."""
+    for path in paths:
+        cloud = read_point_cloud(path, label=source.label)
+        if len(cloud) == 0:
+            raise PointCloudFileError(f"validation file {path!r} holds no points")
+        source.features.check(cloud)
+        if source.class_map is not None:
+            if cloud.labels is None:
+                raise PointCloudFileError(f"validation file {path!r} has no label dimension {source.label!r}")
+            source.class_map.to_ids(np.unique(cloud.labels), source=f"validation file {path!r}")
+        if progress is not None:
+            progress(f"checked validation file {path} ({len(cloud)} points)")
+
+
+def _model(spec: dict, train: Any, num_classes: int, pcloud: dict | None, resume: bool,
+           verbose: int) -> tuple[keras.Model, int, dict | None]:
+    """The model (resumed from the output folder, or new and compiled), its first epoch and the compile settings."""
+    out = spec["output"]
+    state = SequencerCheckpoint(train, os.path.join(out, STATE_FILE))
+    model_path = os.path.join(out, MODEL_FILE)
+    if resume and state.restore() and os.path.exists(model_path):
+        epoch = min(train.epoch, spec["epochs"])
+        if verbose:
+            print(f"resuming from {model_path} at epoch {epoch}")
+        return keras.saving.load_model(model_path), epoch, None
+    entry = model_type(spec["model"])
+    model = entry.build(spec["model"], train[0][0], num_classes)
+    if pcloud is not None and pcloud.get("class_counts"):  # the recipe: class weights, cosine decay
+        settings = recipe.compile_for_recipe(model, pcloud["class_counts"], spec["epochs"] * len(train),
+                                             spec["learning_rate"])
+    else:
+        model.compile(keras.optimizers.Adam(spec["learning_rate"]), "sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        settings = {"learning_rate": spec["learning_rate"], "schedule": "constant"}
+    return model, 0, settings
+
+
+def _previous_report(out: str) -> dict:
+    path = os.path.join(out, REPORT_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart: bool = False,
+          callbacks: list | None = None) -> dict:
+    """Train (resuming a stopped run of the same spec) and, with validation data, evaluate;
+    returns the report written to the output folder."""
+    spec = resolve_train_spec(spec, X, y) if "X" not in spec else spec
+    out = spec["output"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"output {out!r} is a file, expected a folder (or a path that does not exist yet)")
+    resume = _check_resume(spec, out, restart)
+    train_seq = _training_sequencer(spec, print_progress if verbose else None)
+    pcloud = getattr(train_seq, "pcloud_config", None)  # point-cloud files: their class map, counts, features
+    class_map = getattr(train_seq, "class_map", None)
+    num_classes = _num_classes(spec, train_seq, class_map)
+    os.makedirs(out, exist_ok=True)
+    write_json_atomic(os.path.join(out, SPEC_FILE), stored_spec(spec))
+    model, initial_epoch, settings = _model(spec, train_seq, num_classes, pcloud, resume, verbose)
+    previous = _previous_report(out) if initial_epoch else {}
+    settings = previous.get("compile") if settings is None else settings
+    state = SequencerCheckpoint(train_seq, os.path.join(out, STATE_FILE))
+    profiler = DataWaitProfiler(train_seq)
+    history = model.fit(
+        train_seq, epochs=spec["epochs"], initial_epoch=initial_epoch, shuffle=False, verbose=2 if verbose else 0,
+        callbacks=[state, keras.callbacks.ModelCheckpoint(os.path.join(out, MODEL_FILE)), profiler,
+                   *(callbacks or [])])
+    past = previous.get("history", {})
+    report: dict[str, Any] = {
+        "epochs": spec["epochs"], "num_classes": num_classes, "compile": settings,
+        "class_map": None if class_map is None else class_map.get_config(), "seed": spec["seed"],
+        "history": {k: list(past.get(k, [])) + [float(v) for v in vals] for k, vals in history.history.items()},
+        "profiler": profiler.summary() if profiler.records else previous.get("profiler")}
+    if pcloud is not None and class_map is not None:
+        write_json_atomic(os.path.join(out, PIPELINE_FILE), make_pipeline(spec["model"], pcloud))
+    if isinstance(spec["validation"], dict):
+        with open(os.path.join(out, PIPELINE_FILE), encoding="utf-8") as f:
+            pipeline = json.load(f)
+        report["validation"] = validate_on_files(model, pipeline, spec["validation"]["paths"], train_seq.batch_size,
+                                                 verbose)
+    elif spec["validation"] is not None:
+        report.update(_validate_on_arrays(model, spec["validation"], train_seq.batch_size, num_classes))
+    write_json_atomic(os.path.join(out, REPORT_FILE), report)
+    return report
+
+
+def _validate_on_arrays(model: keras.Model, validation: tuple, batch_size: int, num_classes: int) -> dict:
+    val_x, val_y = validation
+    pred = model.predict(Sequencer(val_x, val_y, batch_size=batch_size, training=False), verbose=0).argmax(axis=-1)
+    return {"validation_accuracy": float((pred == val_y).mean()),
+            "validation_per_class_accuracy": {
+                str(c): float((pred[val_y == c] == c).mean()) for c in range(num_classes) if (val_y == c).any()}}
+
+
+def validate_on_files(model: keras.Model, pipeline: dict, paths: list[str], batch_size: int, verbose: int) -> dict:
+    """Per-point metrics on whole validation tiles (covering fields, propagated back), and those
+    of always predicting the validation points' majority class (the best constant answer)."""
+    class_map = ClassMap.from_config(pipeline["class_map"])
+    references, predictions = [], []
+    for path in paths:
+        cloud = read_point_cloud(path, label=pipeline["label"])
+        ids, weights = class_map.to_ids(cloud.labels, source=f"validation file {path!r}")
+        probabilities = predict_cloud(model, pipeline, cloud, batch_size=batch_size)
+        references.append(ids[weights > 0])
+        predictions.append(probabilities.argmax(axis=1)[weights > 0])
+    reference, prediction = np.concatenate(references), np.concatenate(predictions)
+    metrics = classification_metrics(reference, prediction, class_map.num_classes, class_names=class_map.names)
+    majority = np.full_like(reference, int(np.argmax(np.bincount(reference, minlength=class_map.num_classes))))
+    baseline = classification_metrics(reference, majority, class_map.num_classes, class_names=class_map.names)
+    if verbose:
+        print(metrics.format_table())
+        print(f"majority-class baseline: overall accuracy {baseline.overall_accuracy:.4f}, "
+              f"mean IoU {baseline.mean_iou:.4f}")
+    return {**metrics.to_dict(), "majority_baseline": {"overall_accuracy": baseline.overall_accuracy,
+                                                       "mean_iou": baseline.mean_iou}}
+
+
+def clear_output(folder: str) -> None:
+    """Remove a training output folder (the demo starts its model folders afresh)."""
+    shutil.rmtree(folder, ignore_errors=True)
