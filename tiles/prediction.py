@@ -55,6 +55,7 @@ def predict_file(model: keras.Model, pipeline: dict, path: str, target: str, *, 
     if probabilities:
         extra.update(zip(probability_names(class_map), proba.T))
     classification = codes if write_classification else None
+    os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)  # after predicting: no empty folder on failure
     if os.path.splitext(path)[1].lower() in LAS_SUFFIXES:
         write_las_streaming(target, path, extra=extra, classification=classification)
     else:

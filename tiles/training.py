@@ -214,6 +214,7 @@ def _model(spec: dict, train: Any, num_classes: int, pcloud: dict | None, resume
             print(f"resuming from {model_path} at epoch {epoch}")
         return keras.saving.load_model(model_path), epoch, None
     entry = model_type(spec["model"])
+    keras.utils.set_random_seed(spec["seed"])  # the initial weights: a rerun of the spec repeats its results
     model = entry.build(spec["model"], train[0][0], num_classes)
     if pcloud is not None and pcloud.get("class_counts"):  # the recipe: class weights, cosine decay
         settings = recipe.compile_for_recipe(model, pcloud["class_counts"], spec["epochs"] * len(train),
