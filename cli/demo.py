@@ -55,7 +55,7 @@ def demo_train_spec(model_type: str, train_tiles: list[str], epochs: int | None,
                       "backbone": {"batch_size": recipe.BATCH_SIZE},
                       "offline_pcloud": {"paths": train_tiles}},
         "model": {"type": model_type},
-        "epochs": MODEL_TYPES[model_type].defaults["epochs"] if epochs is None else epochs,
+        **({} if epochs is None else {"epochs": epochs}),
         "output": folder,
     }
 
@@ -109,7 +109,7 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
         evaluation = json.load(f)
     names = evaluation["class_names"]
     return {
-        "model": model_type, "epochs": report["epochs"], "train_seconds": trained - start,
+        "model": model_type, "epochs": report["epochs"], "updates": report["updates"], "train_seconds": trained - start,
         "predict_evaluate_seconds": time.perf_counter() - trained,
         "iou": {_class_name(names[c]): evaluation["per_class"][names[c]]["iou"]
                 for c in range(len(names)) if names[c] not in evaluation["prediction_only_columns"]},
@@ -159,7 +159,7 @@ def _print_summary(report: dict, path: str) -> None:
             print(f"{result['model']}: skipped ({result['skipped']})")
             continue
         classes = ", ".join(f"{name} {iou:.3f}" for name, iou in result["iou"].items())
-        print(f"{result['model']} ({result['epochs']} epochs, trained in {result['train_seconds']:.0f} s): "
+        print(f"{result['model']} ({result['updates']} updates, trained in {result['train_seconds']:.0f} s): "
               f"IoU {classes}; mean IoU {result['mean_iou']:.3f} (majority baseline "
               f"{result['majority_baseline']['mean_iou']:.3f}), OA {result['overall_accuracy']:.3f}")
         for what, file in result["files"].items():

@@ -85,6 +85,7 @@ class PointCloudSource:
         self.class_map: ClassMap | None = None  # resolved by scan()
         self.class_counts: list[int] | None = None  # trained points per class id, by scan()
         self._counts: list[int] | None = None  # fields per file
+        self.mean_field_points: float | None = None  # by scan()
         self._files_checked = False  # set by adopt_scan (after scan_file of every file)
 
     @classmethod
@@ -198,9 +199,11 @@ class PointCloudSource:
         """Cut and encode every file once: its fields, the trained points of each class, and
         what the encoder must see before batches are written (`FieldEncoder.observe`)."""
         counts, class_counts = [], np.zeros(self.class_map.num_classes if self.class_map else 0, np.int64)
+        members = 0
         for i, path in enumerate(self.paths):
             cloud, fields, ids = self.cut(i)
             counts.append(len(fields))
+            members += int(fields.member_offsets[-1])
             if ids is not None:
                 class_counts += np.bincount(ids, minlength=class_counts.size + 1)[:class_counts.size]
             self.encoder.observe(self._encode(cloud, fields))
@@ -208,6 +211,7 @@ class PointCloudSource:
                 progress(f"counted {len(fields)} fields in {path}")
         self.encoder.settle()
         self.class_counts = class_counts.tolist() if self.class_map else None
+        self.mean_field_points = members / max(sum(counts), 1)  # points in a field's neighbourhood
         self._counts = counts
 
     def file_field_counts(self) -> list[int]:

@@ -53,20 +53,26 @@ class Segmenter:
         classes: the class map spec (default: every code found, ASPRS noise 7 and 18 ignored).
         features: point features (default: intensity, return ratio, number of returns).
         sampler: the covering-field sampler spec (default: 15 m square fields).
-        epochs, learning_rate: training length and initial rate (default: the model type's).
+        updates: training length in optimiser updates (default: the model type's), whatever
+            the tiles' size; or ``epochs``, passes over the training fields.
+        learning_rate: the initial rate (default: the model type's).
         batch_size: fields per batch. seed: fixes fields, batch order, augmentation and weights.
         label: the reference dimension of the training files (default ``classification``).
         cache: the cache file (default ``<output>/train_cache.h5``).
     """
 
     def __init__(self, model: str | dict = "pointnet", *, classes: dict | None = None, features: list | None = None,
-                 sampler: dict | None = None, epochs: int | None = None, learning_rate: float | None = None,
+                 sampler: dict | None = None, updates: int | None = None, epochs: int | None = None,
+                 learning_rate: float | None = None,
                  batch_size: int = recipe.BATCH_SIZE, seed: int = recipe.SEED, label: str | None = None,
                  cache: str | None = None) -> None:
         self.model_spec = {"type": model} if isinstance(model, str) else dict(model)
         model_type(self.model_spec).settings(self.model_spec)  # checks the spec now
         self.classes, self.features, self.sampler, self.label = classes, features, sampler, label
-        self.epochs, self.learning_rate, self.batch_size, self.seed = epochs, learning_rate, batch_size, seed
+        if updates is not None and epochs is not None:
+            raise ValueError(f"give updates or epochs, not both; got updates={updates!r}, epochs={epochs!r}")
+        self.updates, self.epochs = updates, epochs
+        self.learning_rate, self.batch_size, self.seed = learning_rate, batch_size, seed
         self.cache = cache
         self.model: keras.Model | None = None
         self.pipeline: dict | None = None
@@ -89,6 +95,8 @@ class Segmenter:
             spec["validation"] = {"paths": _paths(validation, "validation")}
         if self.epochs is not None:
             spec["epochs"] = self.epochs
+        if self.updates is not None:
+            spec["updates"] = self.updates
         if self.learning_rate is not None:
             spec["learning_rate"] = self.learning_rate
         return spec

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from typing import Any, Callable
 
 import keras
@@ -46,7 +47,7 @@ from pointseq.tiles import recipe
 from pointseq.tiles.model_types import model_type
 from pointseq.tiles.pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud
 
-SPEC_KEYS = ("sequencer", "data", "validation", "model", "epochs", "learning_rate", "seed", "output")
+SPEC_KEYS = ("sequencer", "data", "validation", "model", "epochs", "updates", "learning_rate", "seed", "output")
 SPEC_FILE = "train_spec.json"
 STATE_FILE = "sequencer_state.json"
 REPORT_FILE = "report.json"
@@ -84,9 +85,15 @@ def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
     output = spec.get("output", "train_output")
     if not isinstance(output, (str, os.PathLike)):
         raise ValueError(f"output must be a folder path, got {output!r}")
+    if "epochs" in spec and "updates" in spec:
+        raise ValueError("give the training length as epochs or as updates, not both")
+    # Files train for a number of optimiser updates (a small tile still trains, a huge one does
+    # not explode); arrays, or a spec that says so, for a number of epochs.
+    updates = spec.get("updates", settings.get("updates") if isinstance(pcloud, dict) and "epochs" not in spec else None)
     return {"sequencer": sequencer, "X": X, "y": y, "validation": _validation(spec.get("validation"), pcloud),
             "model": settings, "seed": seed,
-            "epochs": _positive(spec.get("epochs", settings["epochs"]), "epochs", int),
+            "updates": None if updates is None else _positive(updates, "updates", int),
+            "epochs": None if updates is not None else _positive(spec.get("epochs", settings["epochs"]), "epochs", int),
             "learning_rate": float(_positive(spec.get("learning_rate", settings["learning_rate"]),
                                              "learning_rate", float)),
             "output": os.fspath(output)}
@@ -183,7 +190,45 @@ def _training_sequencer(spec: dict, progress: Callable[[str], None] | None) -> A
     source.check_files(progress)
     if isinstance(spec["validation"], dict):
         check_validation_files(source, spec["validation"]["paths"], progress)
-    return build_sequencer({**sequencer, "offline_pcloud": source, "progress": progress is not None})
+    sequencer = {**sequencer, "offline_pcloud": source, "progress": progress is not None}
+    train_seq = build_sequencer(sequencer)
+    if spec["updates"] is None:
+        return train_seq
+    plan = training_plan(len(train_seq), spec["updates"])
+    spec["epochs"] = plan["epochs"]  # the stored spec keeps the updates asked for
+    _warn_about_data(source, train_seq.batch_size, plan)
+    if progress is not None:
+        progress(f"training on {source.num_samples()} fields ({plan['batches_per_pass']} batches of "
+                 f"{train_seq.batch_size} per pass): {plan['updates']} updates, {plan['epochs']} epochs of "
+                 f"{plan['epoch_size']} batches")
+    return build_sequencer({**sequencer, "epoch_size": plan["epoch_size"]})
+
+
+MIN_EPOCH_BATCHES = 20  # an epoch (a checkpoint, a validation point) every 20 updates at least
+
+
+def training_plan(batches_per_pass: int, updates: int) -> dict:
+    """Epochs of ``epoch_size`` batches that make ``updates`` optimiser updates: a pass over
+    the data per epoch, but at least `MIN_EPOCH_BATCHES` batches (the order continues across
+    the end of a small data set) and at most ``updates`` (a huge data set trains on part)."""
+    epoch_size = min(max(batches_per_pass, MIN_EPOCH_BATCHES), updates)
+    epochs = -(-updates // epoch_size)
+    return {"batches_per_pass": batches_per_pass, "epoch_size": epoch_size, "epochs": epochs,
+            "updates": epochs * epoch_size}
+
+
+def _warn_about_data(source: PointCloudSource, batch_size: int, plan: dict) -> None:
+    """Warn when the files are too small or too sparse for the fields the recipe cuts."""
+    fields = source.num_samples()
+    seen = plan["updates"] * batch_size / max(fields, 1)
+    if fields < 4 * batch_size:
+        warnings.warn(f"the training files give only {fields} fields: each is seen about {seen:.0f} times "
+                      "(augmented); more or larger tiles would train a model that generalises better",
+                      UserWarning, stacklevel=3)
+    if source.mean_field_points is not None and source.mean_field_points < source.sampler.num_points / 4:
+        warnings.warn(f"the training files are sparse for the fields: {source.mean_field_points:.0f} points in a "
+                      f"field's neighbourhood on average for {source.sampler.num_points} points per field; check "
+                      "the files' unit or use larger fields (sampler)", UserWarning, stacklevel=3)
 
 
 def check_validation_files(source: PointCloudSource, paths: list[str],
@@ -243,12 +288,13 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     if os.path.exists(out) and not os.path.isdir(out):
         raise ValueError(f"output {out!r} is a file, expected a folder (or a path that does not exist yet)")
     resume = _check_resume(spec, out, restart)
+    stored = stored_spec(spec)  # as asked: updates, not the epochs they become
     train_seq = _training_sequencer(spec, print_progress if verbose else None)
     pcloud = getattr(train_seq, "pcloud_config", None)  # point-cloud files: their class map, counts, features
     class_map = getattr(train_seq, "class_map", None)
     num_classes = _num_classes(spec, train_seq, class_map)
     os.makedirs(out, exist_ok=True)
-    write_json_atomic(os.path.join(out, SPEC_FILE), stored_spec(spec))
+    write_json_atomic(os.path.join(out, SPEC_FILE), stored)
     model, initial_epoch, settings = _model(spec, train_seq, num_classes, pcloud, resume, verbose)
     previous = _previous_report(out) if initial_epoch else {}
     settings = previous.get("compile") if settings is None else settings
@@ -260,7 +306,8 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
                    *(callbacks or [])])
     past = previous.get("history", {})
     report: dict[str, Any] = {
-        "epochs": spec["epochs"], "num_classes": num_classes, "compile": settings,
+        "epochs": spec["epochs"], "updates": spec["epochs"] * len(train_seq), "num_classes": num_classes,
+        "compile": settings,
         "class_map": None if class_map is None else class_map.get_config(), "seed": spec["seed"],
         "history": {k: list(past.get(k, [])) + [float(v) for v in vals] for k, vals in history.history.items()},
         "profiler": profiler.summary() if profiler.records else previous.get("profiler")}
