@@ -66,6 +66,18 @@ def client():
         yield c
 
 
+def test_the_label_default_and_a_not_a_cache_error_survive_the_trip_to_a_worker():
+    import copy
+    import pickle
+
+    from pointseq.offline.errors import NotACacheError
+    from pointseq.pointclouds.reading import FORMAT_DEFAULT
+
+    assert pickle.loads(pickle.dumps(FORMAT_DEFAULT)) is FORMAT_DEFAULT and copy.deepcopy(FORMAT_DEFAULT) is FORMAT_DEFAULT
+    error = pickle.loads(pickle.dumps(NotACacheError("x.h5", "not an HDF5 file", "give a cache")))
+    assert str(error) == "'x.h5' is not a pointseq offline cache (not an HDF5 file); it is left alone: give a cache"
+
+
 def test_shard_ranges_cover_whole_chunks():
     assert shard_ranges(7, 3) == [(0, 3), (3, 2), (5, 2)]
     assert shard_ranges(2, 5) == [(0, 1), (1, 1)]
