@@ -8,6 +8,9 @@ REBUILD_HINT = (
 )
 
 
+SHARD_REBUILD_HINT = "rerun `pointseq cache build SPEC.json --workers N`, which rebuilds only missing shards"
+
+
 class OfflineStorageError(OSError):
     """A cache file is missing, corrupt, truncated, incomplete or built from other inputs.
 

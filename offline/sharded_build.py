@@ -26,12 +26,11 @@ import numpy as np
 
 from pointseq.offline.build import _sources, expected_fingerprint, stored_config
 from pointseq.offline.build_lock import build_lock, remove_if_present
-from pointseq.offline.errors import OfflineStorageError, storage_error
+from pointseq.offline.errors import SHARD_REBUILD_HINT, OfflineStorageError, storage_error
 from pointseq.offline.manifest import (
     MANIFEST_NAME, Manifest, ShardEntry, read_manifest, shard_file_name, shard_fingerprint, write_manifest)
 from pointseq.offline.pointcloud_source import PointCloudSource
-from pointseq.offline.reader import CacheReader
-from pointseq.offline.sharded_reader import ShardedReader
+from pointseq.offline.sharded_reader import ShardedReader, open_shard
 from pointseq.offline.writer import CacheWriter
 
 
@@ -72,12 +71,13 @@ def _finished_shard(task: ShardTask) -> dict | None:
     """The summary of ``task``'s shard when its file is complete; a stale one is refused by name."""
     if not os.path.exists(task.path):
         return None
-    reader = CacheReader(task.path, expected_fingerprint=task.fingerprint)
+    reader = open_shard(task.path, task.fingerprint)
     reader.close()
     h = reader.header
     if h.num_batches != task.stop_batch - task.first_batch or h.num_chunks != task.num_chunks:
         raise storage_error(task.path, f"the shard holds {h.num_batches} batches in {h.num_chunks} chunks, "
-                                       f"expected {task.stop_batch - task.first_batch} in {task.num_chunks}")
+                                       f"expected {task.stop_batch - task.first_batch} in {task.num_chunks}; "
+                                       f"delete it and {SHARD_REBUILD_HINT}", rebuild=False)
     return {"index": task.index, "num_samples": h.num_samples, "structure": h.structure.to_json(),
             "written": 0, "resumed_from": h.num_batches, "seconds": 0.0}
 
@@ -186,9 +186,21 @@ def _existing_manifest(folder: str, fingerprint: str) -> Manifest | None:
     return manifest
 
 
-def _missing_shards(folder: str, manifest: Manifest) -> list[str]:
-    """The shard files ``manifest`` names that are not in ``folder`` (deleted, or never renamed into place)."""
-    return [s.file for s in manifest.shards if not os.path.exists(os.path.join(folder, s.file))]
+def _missing_shards(folder: str) -> list[str]:
+    """The shard files the manifest in ``folder`` names that are not there (deleted, or never renamed
+    into place); the header of each one there is checked against the manifest, as a single-file
+    cache's is on a rerun, so a damaged or stale shard is refused by name."""
+    reader = ShardedReader(folder)
+    missing = []
+    try:
+        for index, shard in enumerate(reader.manifest.shards):
+            if os.path.exists(reader.shard_path(shard)):
+                reader.shard_reader(index)
+            else:
+                missing.append(shard.file)
+    finally:
+        reader.close()
+    return missing
 
 
 def _clear(folder: str) -> None:
@@ -205,9 +217,10 @@ def build_sharded(client: Any, backbone: Any, folder: str, *, chunk_size: int = 
     """Build the sharded cache of ``backbone`` (plus ``offline_pcloud``) in ``folder`` on ``client``'s cluster.
 
     ``shards`` defaults to one per worker. An existing complete cache with the right
-    fingerprint is kept; shards already complete are kept, incomplete ones resumed. When
-    the manifest names shard files that are gone, exactly those are rebuilt, in the
-    manifest's layout (``shards`` is then ignored) so the shards kept still fit.
+    fingerprint is kept (each shard's header checked: a damaged or stale one is refused by
+    name); shards already complete are kept, incomplete ones resumed. When the manifest
+    names shard files that are gone, exactly those are rebuilt, in the manifest's layout
+    (``shards`` is then ignored) so the shards kept still fit.
     """
     folder = os.path.abspath(os.fspath(folder))
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -220,7 +233,7 @@ def build_sharded(client: Any, backbone: Any, folder: str, *, chunk_size: int = 
     fingerprint = expected_fingerprint(backbone, chunk_size, pcloud)
     manifest = _existing_manifest(folder, fingerprint)
     if manifest is not None:
-        if not _missing_shards(folder, manifest):
+        if not _missing_shards(folder):
             return manifest
         config = manifest.config
         shards = [(s.first_chunk, s.num_chunks) for s in manifest.shards]

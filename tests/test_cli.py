@@ -149,3 +149,18 @@ def test_info_and_verify_of_a_damaged_cache_print_one_line_no_traceback(spec_fil
         assert main(["cache", command, str(cache)]) == 1
         err = capsys.readouterr().err
         assert "offline cache" in err and "rebuild it" in err and "Traceback" not in err
+
+
+def test_build_over_a_damaged_cache_says_so_and_force_rebuilds_it(spec_file, tmp_path, capsys):
+    assert main(["cache", "build", spec_file, "--quiet"]) == 0
+    cache = tmp_path / "cache.h5"
+    data = bytearray(cache.read_bytes())
+    data[data.index(b"pointseq-offline") + 3] ^= 1  # the format attribute: its object header's checksum fails
+    cache.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["cache", "build", spec_file, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"offline cache {str(cache)!r}: the pointseq cache is damaged: its root metadata fails its checksum" in err
+    assert "rebuild it with `pointseq cache build SPEC.json --force`" in err and "not a pointseq" not in err
+    assert main(["cache", "build", spec_file, "--quiet", "--force"]) == 0
+    assert main(["cache", "verify", str(cache)]) == 0

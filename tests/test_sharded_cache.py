@@ -193,7 +193,8 @@ def test_cli_rerun_rebuilds_exactly_the_missing_shard(client, tmp_path, capsys):
     kept = os.stat(folder / "shard-00000.h5").st_ino
     os.remove(folder / "shard-00001.h5")
     assert main(["cache", "verify", str(folder)]) == 1
-    assert "the shard file named by the manifest is missing" in capsys.readouterr().err
+    assert ("shard-00001.h5': the shard file named by the manifest is missing; rerun `pointseq cache build "
+            "SPEC.json --workers N`, which rebuilds only missing shards") in capsys.readouterr().err
 
     assert main(["cache", "build", spec_file, "--scheduler", client.scheduler.address]) == 0
     out, err = capsys.readouterr()
@@ -204,3 +205,15 @@ def test_cli_rerun_rebuilds_exactly_the_missing_shard(client, tmp_path, capsys):
     assert (folder / MANIFEST_NAME).read_text() == manifest
     assert main(["cache", "verify", str(folder)]) == 0
     assert "OK" in capsys.readouterr().out
+
+    data = bytearray((folder / "shard-00000.h5").read_bytes())
+    data[data.index(b"pointseq-offline") + 3] ^= 1  # its root attributes fail their checksum
+    (folder / "shard-00000.h5").write_bytes(bytes(data))
+    assert main(["cache", "build", spec_file, "--quiet", "--scheduler", client.scheduler.address]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00000.h5': the pointseq cache is damaged: its root metadata fails its checksum" in err
+    assert ("delete the shard file and rerun `pointseq cache build SPEC.json --workers N`, which rebuilds only "
+            "missing shards") in err
+    os.remove(folder / "shard-00000.h5")
+    assert main(["cache", "build", spec_file, "--quiet", "--scheduler", client.scheduler.address]) == 0
+    assert main(["cache", "verify", str(folder)]) == 0
