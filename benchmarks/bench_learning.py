@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from pointseq.cli.recipe import CLASSES, coordinate_unit_metres  # noqa: E402
+from pointseq.tiles.recipe import CLASSES, coordinate_unit_metres  # noqa: E402
 from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, read_point_cloud  # noqa: E402
 from pointseq.pointclouds.metrics import classification_metrics  # noqa: E402
 
@@ -62,6 +62,7 @@ class TilePart:
     feature_names: list[str]
     class_map: ClassMap
     unit_metres: float
+    rows: np.ndarray
 
     @property
     def labelled(self) -> np.ndarray:
@@ -105,7 +106,7 @@ def spatial_splits(points: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray
 def tile_part(path, cloud, ids, class_map, unit, names, features, rows) -> TilePart:
     part = PointCloud(cloud.points[rows], {k: v[rows] for k, v in cloud.attributes.items()},
                       cloud.labels[rows], path)
-    return TilePart(path, part, ids[rows], features[rows], names, class_map, unit)
+    return TilePart(path, part, ids[rows], features[rows], names, class_map, unit, rows)
 
 
 # ---------------------------------------------------------------- methods
@@ -133,8 +134,40 @@ def geometric_gradient_boosting(train: TilePart, test: TilePart) -> np.ndarray:
     return gradient_boosting(train, test, columns)
 
 
+def write_part(part: TilePart, folder: str, name: str) -> str:
+    """The part's points of its source file, every dimension kept, as a LAS file in ``folder``."""
+    import laspy
+
+    las = laspy.read(part.path)
+    out = laspy.LasData(las.header)
+    out.points = las.points[part.rows]
+    path = os.path.join(folder, name + ".las")
+    out.write(path)
+    return path
+
+
+def segmenter(model: str, **options) -> Callable[[TilePart, TilePart], np.ndarray]:
+    """A method that trains `pointseq.Segmenter` with the recipe's defaults (plus ``options``) on
+    the training part's file and predicts every point of the test part's file."""
+    def method(train: TilePart, test: TilePart) -> np.ndarray:
+        import pointseq
+
+        with tempfile.TemporaryDirectory() as folder:
+            seg = pointseq.Segmenter(model, **options)
+            seg.fit(write_part(train, folder, "train"), output=os.path.join(folder, "run"), verbose=0)
+            proba = seg.predict(write_part(test, folder, "test"))
+        codes = seg.class_map.to_codes(proba.argmax(axis=1))
+        lenient = ClassMap.from_spec({**test.class_map.get_config(), "unknown": "ignore"})
+        ids, known = lenient.to_ids(codes)
+        return np.where(known > 0, ids, test.class_map.num_classes - 1).astype(np.int64)
+
+    method.__doc__ = f"pointseq.Segmenter({model!r}) with the recipe's defaults"
+    return method
+
+
 METHODS: dict[str, Callable[[TilePart, TilePart], np.ndarray]] = {
-    "majority": majority, "gbm": gradient_boosting, "gbm_geometric": geometric_gradient_boosting}
+    "majority": majority, "gbm": gradient_boosting, "gbm_geometric": geometric_gradient_boosting,
+    "pointnet": segmenter("pointnet")}
 
 
 def scores(test: TilePart, predicted: np.ndarray) -> dict:
