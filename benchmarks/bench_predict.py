@@ -1,7 +1,7 @@
 """Whole-tile prediction throughput on CPU: points of a tile classified per second.
 
 Workload: one synthetic georeferenced tile (`pointseq.tiles.synthetic`, 100 m x 100 m)
-predicted by `pointseq predict`'s own path (`cli.tile_pipeline.predict_cloud`): the recipe's
+predicted by `pointseq predict`'s own path (`tiles.pipeline.predict_cloud`): the recipe's
 covering fields, inputs built per block of fields, a PointNet of the recipe's width through
 a predict-mode `Sequencer`, probabilities propagated back to every point. The model is
 untrained (throughput does not depend on its weights). The phases are timed separately:
@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from pointseq.cli import recipe  # noqa: E402
+from pointseq.tiles import recipe  # noqa: E402
 from pointseq.tiles.synthetic import make_tiles  # noqa: E402
 from pointseq.tiles.pipeline import predict_cloud  # noqa: E402
 from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, sampler_from_spec  # noqa: E402

@@ -35,10 +35,13 @@ def load_train_spec(path: str) -> tuple[dict, object, object]:
 
 def run(args: argparse.Namespace) -> int:
     spec, X, y = load_train_spec(args.spec)  # before Keras loads: a bad spec answers at once
+    from pointseq.offline.errors import OfflineStorageError
     from pointseq.tiles.training import train
 
     try:
         train(spec, X=X, y=y, verbose=0 if args.quiet else 1, restart=args.restart)
+    except OfflineStorageError as exc:  # a missing or foreign cache the spec names: the spec's fault
+        raise UsageError(f"sequencer: {exc}") from None
     except KeyboardInterrupt:
         print(f"\npointseq train: interrupted; the model and sequencer state of the last finished epoch are "
               f"in {spec['output']!r}: run the same command again to resume")

@@ -77,6 +77,7 @@ class PointCloudSource:
         self.sampler = sampler
         self.encoder = encoder_from_spec(encoder)
         self.encoder.bind(sampler)
+        self.encoder_spec = self.encoder.get_config()  # as given: the first pass settles the encoder's own
         self.label = label
         self.classes_spec = classes.get_config() if isinstance(classes, ClassMap) else classes
         ClassMap.from_spec(self.classes_spec, [0])  # checks the spec now
@@ -117,10 +118,11 @@ class PointCloudSource:
                 raise ValueError(f"grid max_rows {list(own)} differ from the backbone's {list(rows)}: "
                                  "give one value to both")
             self.encoder.grid.max_rows = tuple(rows)
+            self.encoder_spec = self.encoder.get_config()
 
     def get_config(self) -> dict:
         """The spec (what the fingerprint covers, with the files' bytes)."""
-        config = {"paths": self.paths, "sampler": self.sampler.get_config(), "encoder": self.encoder.get_config(),
+        config = {"paths": self.paths, "sampler": self.sampler.get_config(), "encoder": self.encoder_spec,
                   "classes": self.classes_spec, "features": self.features.get_config()["features"],
                   "use_features": self.use_features, "seed": self.seed}
         if self.label is not FORMAT_DEFAULT:
@@ -131,7 +133,8 @@ class PointCloudSource:
         """The spec plus the resolved class map, feature normalisation and the encoder as the
         first pass settled it (e.g. its padded rows), stored in the cache."""
         self.scan(progress)
-        return {**self.get_config(), "class_map": None if self.class_map is None else self.class_map.get_config(),
+        return {**self.get_config(), "encoder": self.encoder.get_config(),
+                "class_map": None if self.class_map is None else self.class_map.get_config(),
                 "feature_normalisation": self.features.get_config()["features"], "class_counts": self.class_counts,
                 "inputs": self.input_names}
 

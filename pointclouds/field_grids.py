@@ -23,9 +23,11 @@ import numpy as np
 
 from pointseq.arguments import check_spec_keys, require_int, require_positive
 from pointseq.pointclouds.field_encoders import FieldEncoder, register_encoder
+from pointseq.pointclouds.field_inputs import HEIGHT_PERCENTILE
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
 from pointseq.pointclouds.shadow_batch import assemble_shadow_batch, assemble_shadow_labels
 from pointseq.pointclouds.sparse_grid import (
+    _MAX_KEY,
     SparseGrid,
     _cell_means,
     _linear_keys,
@@ -35,8 +37,6 @@ from pointseq.pointclouds.sparse_grid import (
 
 GRID_TYPES = ("SparseGridPreProcessor", "HierarchicalSparseGridPreProcessor")
 GRID_KEYS = ("type", "cell_size", "depth", "max_rows")
-HEIGHT_PERCENTILE = 1.0  # a field's "lowest point", robust to noise below the terrain
-_MAX_KEY = 2**62
 
 
 class SparseGridPreProcessor:

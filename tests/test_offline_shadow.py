@@ -75,6 +75,6 @@ def test_point_cloud_files_need_a_sampler_backbone(tmp_path):
     np.save(tmp_path / "cloud.npy", np.random.default_rng(0).uniform(size=(100, 3)))
     spec = {"paths": [str(tmp_path / "cloud.npy")], "sampler": {"type": "CoveringFieldSampler", "num_points": 16, "subsampling": "random", "neighborhood": {"type": "sphere", "radius": 1.0}}}
     backbone = SparseShadowSequencer(grids(), batch_size=4)
-    with pytest.raises(ValueError, match="a SparseShadowSequencer backbone must be a dict with 'paths', 'sampler'"):
+    with pytest.raises(TypeError, match="'dense' encoder needs a backbone of type Sequencer, got a SparseShadowSequencer"):
         OfflineSequencer(backbone, tmp_path / "x.h5", offline_pcloud=spec, progress=False)
     assert not (tmp_path / "x.h5").exists()

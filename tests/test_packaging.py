@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCE_FOLDERS = ("augment", "pointclouds", "sequencers", "offline", "cli")
+SOURCE_FOLDERS = ("augment", "pointclouds", "sequencers", "offline", "tiles", "cli")
 
 
 @pytest.fixture(scope="module")

@@ -46,12 +46,13 @@ def test_train_writes_model_state_and_report_then_resumes(spec_dir, capsys):
     assert main(["train", str(spec_dir / "spec.json")]) == 0
     assert "resuming from" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
-    assert len(report["history"]["loss"]) == 1  # only epoch 3 ran
+    assert len(report["history"]["loss"]) == 3  # epoch 3 ran, after the first run's two
+    assert report["compile"]["schedule"] == "constant"  # the first run's settings are kept
     assert json.loads((out / "sequencer_state.json").read_text())["epoch"] == 3
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model": {"type": "resnet"}}, "model.type must be one of ['pointnet', 'shadow']"),
+    ({"model": {"type": "resnet"}}, "model type must be one of ['pointnet', 'shadow'], got 'resnet'"),
     ({"epochs": 0}, "epochs must be a positive int, got 0"),
     ({"optimizer": "sgd"}, "unknown keys ['optimizer']"),
     ({"data": {"X": "missing.npy"}}, "data.X file"),

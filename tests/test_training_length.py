@@ -38,3 +38,13 @@ def test_sparse_files_warn(tmp_path):
     sparse = write_tiles(str(tmp_path), [{k: v[keep] for k, v in tile.items()}])
     with pytest.warns(UserWarning, match=r"the training files are sparse for the fields: \d+ points in a field's"):
         pointseq.Segmenter("pointnet", updates=20).fit(sparse, output=str(tmp_path / "run"), verbose=0)
+
+
+def test_the_cache_built_before_the_plan_serves_the_planned_run(tmp_path):
+    """The plan needs the cache's batch count; the run with the planned epoch size reuses that
+    cache (its fingerprint covers the encoder as specified, not the padded rows it settled)."""
+    tile = write_tiles(str(tmp_path), make_tiles(1, seed=7, size=20.0, density=2.0))
+    seg = pointseq.Segmenter({"type": "shadow", "depth": 3, "width": 8}, updates=20)
+    with pytest.warns(UserWarning, match="give only"):
+        seg.fit(tile, output=str(tmp_path / "run"), verbose=0)
+    assert seg.report["updates"] == 20 and seg.pipeline["encoder"]["max_rows"] is not None

@@ -28,7 +28,7 @@ def test_shadow_train_predict_evaluate_from_the_cli(tmp_path, capsys):
     assert main(["train", str(tmp_path / "spec.json"), "--quiet"]) == 0
     out = tmp_path / "out"
     pipeline = json.loads((out / "pipeline.json").read_text())
-    assert pipeline["model"]["type"] == "shadow" and len(pipeline["model"]["max_rows"]) == 3
+    assert pipeline["model"]["type"] == "shadow" and len(pipeline["encoder"]["max_rows"]) == 3
     report = json.loads((out / "report.json").read_text())["validation"]
     assert report["mean_iou"] > report["majority_baseline"]["mean_iou"] + MARGIN
 

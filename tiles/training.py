@@ -155,7 +155,10 @@ def _check_resume(spec: dict, out: str, restart: bool) -> bool:
     if os.path.isfile(stored_path):
         with open(stored_path, encoding="utf-8") as f:
             stored = json.load(f)
-        changes = spec_changes(stored, stored_spec(spec))
+        # A longer run of the same spec continues it (the learning-rate schedule stays the first run's).
+        length = ("epochs", "updates")
+        changes = spec_changes({k: v for k, v in stored.items() if k not in length},
+                               {k: v for k, v in stored_spec(spec).items() if k not in length})
         if changes:
             raise ValueError(f"output {out!r} holds a run of another spec ({'; '.join(changes)}): use another "
                              "output folder, or restart it (restart=True, pointseq train --restart)")
