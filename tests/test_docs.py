@@ -84,3 +84,21 @@ def test_only_python_fences_are_collected(tmp_path):
     page = tmp_path / "page.md"
     page.write_text("text\n```python\nx = 1\n```\n\n```bash\nnot python\n```\n```json\n{}\n```\n```python\nx.no_such\n```\n")
     assert page_blocks(page) == ["x = 1", "x.no_such"]
+
+
+def test_the_benchmarks_page_is_generated_from_results_json():
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("benchmarks_hook", os.path.join(ROOT, "docs", "hooks", "benchmarks.py"))
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    with open(hook.RESULTS, encoding="utf-8") as f:
+        results = json.load(f)
+    page = hook.on_page_markdown(f"intro\n\n{hook.MARKER}\n\nafter", page=None)
+    assert hook.MARKER not in page and page.startswith("intro") and page.endswith("after")
+    assert "| key | value |" not in page, "a benchmark of results.json has no rows in docs/hooks/benchmarks.py"
+    assert page.count("\n## ") == len(results["benchmarks"])
+    assert f"{results['benchmarks']['bench_augment']['speedup_vs_loop']:.2f}x" in page
+    changed = {**results, "benchmarks": {"bench_new": {"ratio": 1.5}}}
+    assert "| ratio | 1.5 |" in hook.benchmark_markdown(changed)  # an unknown benchmark shows its numbers

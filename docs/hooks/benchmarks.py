@@ -30,7 +30,7 @@ def _target(met: bool | None, text: str) -> str:
 
 
 def _augment(r: dict) -> list[Row]:
-    work = f"augmentation, {r['workload']}, one core (`bench_augment.py`)"
+    work = f"{r['workload']}, one core"
     return [(work, "a per-sample loop as in the original", _target(r["speedup_vs_loop"] >= r["target_speedup"],
                                                                   f">= {r['target_speedup']:g}x"),
              _x(r["speedup_vs_loop"])),
@@ -42,8 +42,8 @@ def _augment(r: dict) -> list[Row]:
 
 
 def _shadow(r: dict) -> list[Row]:
-    return [(f"shadow batch assembly, {r['grids']} grids, batch {r['batch_size']}, depth {r['depth']} "
-             "(`bench_shadow.py`)", "per-element `np.pad` and offset loops as in the original",
+    return [(f"shadow batch assembly, {r['grids']} grids, batch {r['batch_size']}, depth {r['depth']}",
+             "per-element `np.pad` and offset loops as in the original",
              _target(r["speedup"] >= r["target_speedup"], f">= {r['target_speedup']:g}x"), _x(r["speedup"]))]
 
 
@@ -70,7 +70,7 @@ def _offline(r: dict) -> list[Row]:
         baseline = what.split("_vs_", 1)[1]
         against = OFFLINE_BASELINES.get(baseline, baseline.replace("_", " "))
         subject = "epoch read, randomisation on" if what.startswith("offline") else "cache build write"
-        rows.append((f"`OfflineSequencer` {subject} (`bench_offline.py`)", against,
+        rows.append((f"`OfflineSequencer` {subject}", against,
                      _target(met, target or "—"), _x(value)))
     rows.append(("same: throughputs", "MB/s", "—",
                  ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in {**read, **write}.items())))
@@ -79,7 +79,7 @@ def _offline(r: dict) -> list[Row]:
 
 def _fit(r: dict) -> list[Row]:
     target = f"<= {r['target_max_ratio']:g}x"
-    return [(f"`fit` epoch time, {kind} (`bench_fit.py`, {r['samples']} x {r['points']} points)",
+    return [(f"`fit` epoch time, {kind} ({r['samples']} x {r['points']} points)",
              f"the same model on numpy arrays ({r['numpy_epoch_s']:.2f} s an epoch)",
              _target(r[key] <= r["target_max_ratio"], target), _x(r[key]))
             for kind, key in (("`Sequencer`", "sequencer_vs_numpy"), ("`OfflineSequencer`", "offline_vs_numpy"))]
@@ -88,7 +88,7 @@ def _fit(r: dict) -> list[Row]:
 def _keras_path(r: dict) -> list[Row]:
     rows = []
     for row in r["rows"]:
-        rows.append((f"epoch through Keras' TF data path, N={row['points']} (`bench_keras_path.py`)",
+        rows.append((f"epoch through Keras' TF data path, N={row['points']}",
                      "a tf.data pipeline doing the same augmentation with TF ops",
                      _target(row["fit_path_best_vs_tf_data"] >= r["target_vs_tf_data"], f">= {r['target_vs_tf_data']:g}x"),
                      f"{_x(row['fit_path_best_vs_tf_data'])} (Keras' own floor: tf.data is "
@@ -102,7 +102,7 @@ def _keras_path(r: dict) -> list[Row]:
 
 def _fields(r: dict) -> list[Row]:
     rows = [(f"covering fields of a {r['points']:,}-point cloud, {f['subsampling']} subsampling, "
-             f"{f['fields']:,} fields (`bench_fields.py`)", "a per-field loop doing the same",
+             f"{f['fields']:,} fields", "a per-field loop doing the same",
              _target(f["speedup"] >= r["targets"]["fields_speedup"], f">= {r['targets']['fields_speedup']:g}x"),
              f"{_x(f['speedup'])} ({f['vectorised_s']} s vs {f['loop_s_scaled']} s)") for f in r["fields"]]
     p = r["propagation"]
@@ -116,19 +116,19 @@ def _fields(r: dict) -> list[Row]:
 
 def _grids(r: dict) -> list[Row]:
     return [(f"sparse grids of a {r['cloud_points']:,}-point cloud's {r['fields']} fields, {r['cell_size']} m, "
-             f"depth {r['depth']} (`bench_grids.py`)", "per-point dict insertion as in the original", "—",
+             f"depth {r['depth']}", "per-point dict insertion as in the original", "—",
              f"{_x(r['speedup'])} ({r['vectorised']['cloud_points_per_s'] / 1e6:.1f} M cloud points/s)")]
 
 
 def _predict(r: dict) -> list[Row]:
     return [(f"whole-tile prediction, {r['points']:,}-point synthetic tile, {r['fields']} fields of "
-             f"{r['num_points_per_field']} points, CPU (`bench_predict.py`)", "absolute", "—",
+             f"{r['num_points_per_field']} points, CPU", "absolute", "—",
              f"{r['points_per_s'] / 1e3:.1f} k tile points/s (cutting the fields: {r['cut_fields_s']} s "
              f"of {r['predict_tile_s']} s)")]
 
 
 def _sharded(r: dict) -> list[Row]:
-    return [(f"sharded cache build, {r['tiles']} tiles, {r['points']:,} points (`bench_sharded.py`)", "1 worker",
+    return [(f"sharded cache build, {r['tiles']} tiles, {r['points']:,} points", "1 worker",
              _target(r["build_speedup_2_vs_1"] >= 1.6, ">= 1.6x"),
              f"{_x(r['build_speedup_2_vs_1'])} with 2 workers ({r['build_2_workers_s']:.1f} s vs "
              f"{r['build_1_worker_s']:.1f} s)"),
@@ -137,6 +137,10 @@ def _sharded(r: dict) -> list[Row]:
              _x(r["read_throughput_sharded_vs_single"]))]
 
 
+TITLES = {"bench_augment": "Augmentation", "bench_shadow": "Shadow batches", "bench_offline": "The offline cache",
+          "bench_fit": "model.fit epochs", "bench_keras_path": "Keras' data path",
+          "bench_fields": "Covering fields and propagation", "bench_grids": "Sparse grids",
+          "bench_predict": "Whole-tile prediction", "bench_sharded": "Sharded caches"}
 ROWS: dict[str, Callable[[dict], list[Row]]] = {
     "bench_augment": _augment, "bench_shadow": _shadow, "bench_offline": _offline, "bench_fit": _fit,
     "bench_keras_path": _keras_path, "bench_fields": _fields, "bench_grids": _grids, "bench_predict": _predict,
@@ -155,24 +159,22 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> str:
 
 
 def benchmark_markdown(results: dict) -> str:
-    """The Markdown of the machine, the ratio table and any benchmark without rows."""
+    """The Markdown of the machine and a section per benchmark: its ratio rows, or its numbers
+    key by key where this hook has no rows for it."""
     machine = results.get("machine", {})
     versions = ", ".join(f"{k} {v}" for k, v in machine.get("versions", {}).items())
     parts = [f"Measured by `{results.get('command', 'python benchmarks/run_all.py')}` on "
              f"{machine.get('cpu_count', '?')} cores ({machine.get('cpu', '?')}), Python {machine.get('python', '?')}, "
              f"{versions}.", ""]
-    rows, others = [], []
     for name, result in results.get("benchmarks", {}).items():
         make = ROWS.get(name)
         try:
-            rows += make(result) if make else []
+            rows = make(result) if make else None
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
-            make = None  # a changed result shape: show the numbers rather than fail the build
-        if make is None:
-            others.append((name, result))
-    parts.append(_table(("what", "measured against", "target", "measured"), rows))
-    for name, result in others:
-        parts += ["", f"### {name}", "", _table(("key", "value"), _flat(result))]
+            rows = None  # a changed result shape: show the numbers rather than fail the build
+        parts += ["", f"## {TITLES.get(name, name)}", "", f"`benchmarks/{name}.py`", ""]
+        parts.append(_table(("what", "measured against", "target", "measured"), rows) if rows
+                     else _table(("key", "value"), _flat(result)))
     return "\n".join(parts)
 
 
