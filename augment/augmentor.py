@@ -132,6 +132,14 @@ class Augmentor:
         Each output has the structure of its input (array, list or tuple), the input's shape
         and dtype (integers become float64). Inputs are never modified.
         """
+        new_coords, new_vectors, _ = self.apply(coords, rng, vectors, empty=empty)
+        return new_coords, new_vectors
+
+    def apply(self, coords: Arrays, rng: np.random.Generator | int, vectors: Arrays = (), *,
+              empty: Callable[..., np.ndarray] = np.empty) -> tuple[Arrays, Arrays, np.ndarray | None]:
+        """What `__call__` returns (the same draws from ``rng``), plus the ``(B, 3, 3)`` product
+        of every linear map applied to the points, or None when none was (e.g. for columns
+        that follow a coordinate, such as a height that scales with z)."""
         generator = _as_generator(rng)
         coord_arrays, coords_kind = _as_arrays(coords, "coords")
         vector_arrays, vectors_kind = _as_arrays(vectors, "vectors")
@@ -141,6 +149,7 @@ class Augmentor:
 
         points = [_Working(a, empty) for a in coord_arrays]
         point_map: np.ndarray | None = None
+        applied_map: np.ndarray | None = None
         vector_map: np.ndarray | None = None
         renormalise = False
         for t in self.transformations:
@@ -149,6 +158,7 @@ class Augmentor:
             if isinstance(t, LinearTransformation):
                 maps = t.linear_maps(generator, batch)
                 point_map = _compose(maps.points, point_map)
+                applied_map = _compose(maps.points, applied_map)
                 if maps.vectors is not None:
                     vector_map = _compose(maps.vectors, vector_map)
                 renormalise |= not maps.vectors_orthogonal
@@ -173,7 +183,7 @@ class Augmentor:
                     w.restore_lengths(w.source)
             new_vectors.append(w.result())
         new_coords = [w.result() for w in points]
-        return _restructure(new_coords, coords_kind), _restructure(new_vectors, vectors_kind)
+        return _restructure(new_coords, coords_kind), _restructure(new_vectors, vectors_kind), applied_map
 
 
 def _compose(later: np.ndarray, earlier: np.ndarray | None) -> np.ndarray:

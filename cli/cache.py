@@ -23,13 +23,10 @@ import os
 import sys
 from typing import Any
 
-import h5py
-import numpy as np
-
 from pointseq.offline import format as fmt
 from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 from pointseq.offline.errors import OfflineStorageError
-from pointseq.offline.reader import CacheReader
+from pointseq.offline.info import cache_info, open_cache
 from pointseq.offline.sharded_reader import is_sharded_cache
 from pointseq.cli.dask_cluster import dask_client, wants_cluster
 from pointseq.cli.spec_file import load_data, read_spec_file, resolve_sequencer_paths
@@ -111,72 +108,19 @@ def run_sharded_build(args: argparse.Namespace, seq: dict, X: Any, y: Any) -> in
 
 
 # ---------------------------------------------------------------------------- info / verify
-def _open(path: str) -> CacheReader:
+def _check_exists(path: str) -> None:
     if not os.path.exists(path):
         raise UsageError(f"file {path!r} does not exist")
-    return CacheReader(path)
-
-
-def cache_info(path: str) -> dict:
-    """Counts, element shapes/dtypes/sizes and config of a cache file."""
-    reader = _open(path)
-    h = reader.header
-    elements = []
-    with h5py.File(path, "r") as f:
-        for group, prefix, names in ((fmt.DATA_GROUP, fmt.INPUT_PREFIX, h.structure.input_names),
-                                     (fmt.REFERENCES_GROUP, fmt.REFERENCE_PREFIX, h.structure.reference_names)):
-            for k, name in enumerate(names):
-                rows = stored = 0
-                dtype = shape = None
-                for c in range(h.num_chunks):
-                    ds = f[group][fmt.chunk_name(c)][f"{prefix}{k}"]
-                    rows += ds.shape[0]
-                    stored += ds.id.get_storage_size()
-                    dtype, shape = ds.dtype, ds.shape[1:]
-                    compression = ds.compression
-                elements.append({
-                    "name": name, "dataset": f"{prefix}{k}", "dtype": str(dtype), "row_shape": list(shape),
-                    "rows": rows, "bytes": int(rows * np.prod(shape, dtype=np.int64) * dtype.itemsize),
-                    "stored_bytes": int(stored), "compression": compression,
-                })
-    reader.close()
-    return {
-        "file": path, "file_bytes": os.path.getsize(path), "format": fmt.FORMAT_NAME,
-        "format_version": fmt.FORMAT_VERSION, "batch_size": h.batch_size, "chunk_size": h.chunk_size,
-        "num_batches": h.num_batches, "num_samples": h.num_samples, "num_chunks": h.num_chunks,
-        "fingerprint": h.fingerprint, "elements": elements, "config": h.config,
-    }
-
-
-def sharded_cache_info(path: str) -> dict:
-    """`cache_info` of a sharded cache: the manifest's counts, elements summed over shards, each shard."""
-    from pointseq.offline.sharded_reader import ShardedReader
-
-    reader = ShardedReader(path)
-    m = reader.manifest
-    shards = [cache_info(reader.shard_path(s)) for s in m.shards]
-    elements = [dict(e) for e in shards[0]["elements"]]
-    for e, parts in zip(elements, zip(*(info["elements"] for info in shards))):
-        for key in ("rows", "bytes", "stored_bytes"):
-            e[key] = sum(p[key] for p in parts)
-    return {
-        "file": path, "file_bytes": sum(info["file_bytes"] for info in shards), "format": fmt.FORMAT_NAME,
-        "format_version": fmt.FORMAT_VERSION, "batch_size": m.batch_size, "chunk_size": m.chunk_size,
-        "num_batches": m.num_batches, "num_samples": m.num_samples, "num_chunks": m.num_chunks,
-        "fingerprint": m.fingerprint, "elements": elements, "config": m.config,
-        "shards": [{"file": s.file, "first_chunk": s.first_chunk, "num_chunks": s.num_chunks,
-                    "num_batches": s.num_batches, "num_samples": s.num_samples, "file_bytes": info["file_bytes"]}
-                   for s, info in zip(m.shards, shards)],
-    }
 
 
 def run_info(args: argparse.Namespace) -> int:
+    _check_exists(args.file)
     try:
-        info = sharded_cache_info(args.file) if is_sharded_cache(args.file) else cache_info(args.file)
+        info = cache_info(args.file)
     except OfflineStorageError as exc:
         print(f"pointseq cache info: {exc}", file=sys.stderr)
         return 1
-    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:  # h5py on damage
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:  # a damaged manifest
         print(f"pointseq cache info: offline cache {args.file!r} cannot be read ({type(exc).__name__}: {exc}); "
               "run `pointseq cache verify` on it", file=sys.stderr)
         return 1
@@ -199,9 +143,8 @@ def run_info(args: argparse.Namespace) -> int:
 
 def _verify_sharded(args: argparse.Namespace) -> tuple[list[str], Any]:
     from pointseq.offline.sharded_build import verify_sharded
-    from pointseq.offline.sharded_reader import ShardedReader
 
-    header = ShardedReader(args.file).header
+    header = open_cache(args.file).header
     if not wants_cluster(args):
         return verify_sharded(args.file), header
     with dask_client(args.workers, args.scheduler) as client:
@@ -209,13 +152,14 @@ def _verify_sharded(args: argparse.Namespace) -> tuple[list[str], Any]:
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    _check_exists(args.file)
     try:
         if is_sharded_cache(args.file):
             faults, header = _verify_sharded(args)
         else:
             if wants_cluster(args):
                 raise UsageError(f"{args.file!r} is a single cache file: verify it without --workers/--scheduler")
-            reader = _open(args.file)
+            reader = open_cache(args.file)
             faults = reader.verify()
             header = reader.header
             reader.close()

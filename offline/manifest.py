@@ -23,7 +23,7 @@ import os
 from dataclasses import asdict, dataclass
 
 from pointseq.offline import format as fmt
-from pointseq.offline.errors import storage_error
+from pointseq.offline.errors import NotACacheError, storage_error
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "pointseq-offline-sharded"
@@ -113,7 +113,12 @@ def _check_shards(manifest: Manifest, path: str) -> None:
 def read_manifest(path: str) -> Manifest:
     """The manifest at ``path``, checked for its format and a contiguous cover of the chunks."""
     if not os.path.isfile(path):
-        raise storage_error(path, "the sharded cache has no manifest (its build did not finish)")
+        folder = os.path.dirname(path)
+        if os.path.isdir(folder) and not any(n.startswith("shard-") for n in os.listdir(folder)):
+            raise NotACacheError(folder, "a folder with neither a manifest.json nor shard files")
+        raise storage_error(path, "the sharded cache has no manifest (its build did not finish); finish it "
+                                  "with `pointseq cache build SPEC.json --workers N`, which keeps the complete "
+                                  "shards", rebuild=False)
     try:
         with open(path, encoding="utf-8") as f:
             body = json.load(f)

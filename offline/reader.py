@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 
 from pointseq.offline import format as fmt
-from pointseq.offline.errors import OfflineStorageError, is_hdf5_file, not_a_cache_error, storage_error
+from pointseq.offline.errors import (
+    NotACacheError, OfflineStorageError, has_damaged_hdf5_signature, is_hdf5_file, storage_error)
 from pointseq.offline.structure import BatchStructure
 
 # h5py serialises every call under one process-wide lock that fork does not reset. All reads
@@ -114,21 +115,65 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _check_format(attrs: h5py.AttributeManager, path: str) -> None:
+_CACHE_NAMES = {fmt.DATA_GROUP, fmt.REFERENCES_GROUP, fmt.ORDERED_KEYS}
+DAMAGED = "the pointseq cache is damaged"
+
+
+def _raw_cache_marks(path: str, span: int = 4096) -> bool:
+    """Whether the raw bytes show a cache when HDF5 cannot read its root: the root group's header
+    (after the superblock) names ``/ordered_keys``, and the root attributes, written last, hold
+    the format name near the end of the file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(span)
+            f.seek(max(0, os.path.getsize(path) - span))
+            tail = f.read(span)
+    except OSError:
+        return False
+    return fmt.ORDERED_KEYS.encode() in head or fmt.FORMAT_NAME.encode() in tail
+
+
+def _root_attribute(f: h5py.File, name: str, path: str) -> Any:
+    """Root attribute ``name`` (None when absent); one that cannot be read means damaged metadata.
+
+    ``attrs.get`` would answer None for an attribute whose object header fails its checksum,
+    and a damaged cache would pass for someone else's file. Whose file it is then comes from
+    its top-level names, when they can still be read.
+    """
+    try:
+        return f.attrs[name] if name in f.attrs else None
+    except (KeyError, RuntimeError, OSError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    try:
+        ours = bool(_CACHE_NAMES & set(f.keys()))
+    except (KeyError, RuntimeError, OSError):
+        ours = _raw_cache_marks(path)
+        if not ours:
+            raise storage_error(path, f"the file is damaged: its root metadata fails its checksum or cannot be "
+                                      f"read ({problem}); if it is a pointseq cache, rebuild it with `pointseq "
+                                      "cache build SPEC.json --force`", rebuild=False) from None
+    if not ours:
+        raise NotACacheError(path, f"an HDF5 file with damaged metadata ({problem}) and none of the "
+                                   f"cache's groups {sorted(_CACHE_NAMES)}")
+    raise storage_error(path, f"{DAMAGED}: its root metadata fails its checksum or cannot be read "
+                              f"({problem})")
+
+
+def _check_format(f: h5py.File, path: str) -> None:
     # The numbers first: a version 1 file keeps its text in the global heap, never read here.
-    version = _plain(attrs.get("format_version"))
+    version = _plain(_root_attribute(f, "format_version", path))
     if version == 1:
         raise storage_error(path, "format version 1 (written by an older pointseq, without metadata "
                                   f"checksums) is no longer read, this pointseq reads format version "
                                   f"{fmt.FORMAT_VERSION}")
-    name = attrs.get("format")
+    name = _root_attribute(f, "format", path)
     name = fmt.attribute_text(name) if isinstance(name, (bytes, str)) else name
     if name != fmt.FORMAT_NAME:
-        raise not_a_cache_error(path, f"format attribute {_plain(name)!r}, expected {fmt.FORMAT_NAME!r}")
+        raise NotACacheError(path, f"format attribute {_plain(name)!r}, expected {fmt.FORMAT_NAME!r}")
     if version != fmt.FORMAT_VERSION:
         raise storage_error(path, f"format version {version!r} is not supported, this pointseq reads "
                                   f"format version {fmt.FORMAT_VERSION}")
-    if not bool(attrs.get("complete", False)):
+    if not bool(_root_attribute(f, "complete", path)):
         raise storage_error(path, "the file is incomplete (its build did not finish)")
 
 
@@ -144,8 +189,8 @@ def _check_counts(header: CacheHeader, path: str) -> None:
 
 
 def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> CacheHeader:
+    _check_format(f, path)
     attrs = f.attrs
-    _check_format(attrs, path)
     try:
         header = CacheHeader(
             batch_size=int(attrs["batch_size"]),
@@ -163,9 +208,16 @@ def _read_header(f: h5py.File, path: str, expected_fingerprint: str | None) -> C
     if expected_fingerprint is not None and header.fingerprint != expected_fingerprint:
         raise storage_error(path, "the cache was built from another config or other data "
                                   f"(fingerprint {header.fingerprint}, expected {expected_fingerprint})")
-    for c in range(header.num_chunks):
-        for group in (fmt.DATA_GROUP, fmt.REFERENCES_GROUP):
-            if fmt.chunk_name(c) not in f.get(group, {}):
+    for group in (fmt.DATA_GROUP, fmt.REFERENCES_GROUP):
+        if group not in f:
+            raise storage_error(path, f"group /{group} is missing")
+        try:  # f.get would answer None for a group whose header fails its checksum: "missing"
+            names = set(f[group].keys())
+        except (KeyError, RuntimeError, OSError) as exc:
+            raise storage_error(path, f"{DAMAGED}: group /{group} fails its checksum or cannot be read "
+                                      f"({exc})") from None
+        for c in range(header.num_chunks):
+            if fmt.chunk_name(c) not in names:
                 raise storage_error(path, f"group /{group}/{c} is missing", chunk=c)
     return header
 
@@ -193,18 +245,39 @@ class CacheReader:
         self._pid: int | None = None
         # chunk -> (input, reference) batch offsets, read and checked on its first read
         self._offsets: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        with _IO_LOCK:
-            self.header = self._guarded(lambda: _read_header(self._handle(), self.path, expected_fingerprint),
-                                        None, "its metadata cannot be read")
+        try:
+            with _IO_LOCK:
+                self.header = self._guarded(lambda: _read_header(self._handle(), self.path, expected_fingerprint),
+                                            None, f"{DAMAGED}: its metadata cannot be read")
+        except OfflineStorageError:
+            self.close()  # a refused file is not held open (it may be rebuilt or replaced next)
+            raise
 
     def _guarded(self, call: Callable[[], Any], chunk: int | None, what: str) -> Any:
-        """``call()``, with any error HDF5 or a damaged file raises as an OfflineStorageError."""
+        """``call()``, with any error HDF5 or a damaged file raises as an OfflineStorageError
+        (one naming a failed checksum says the cache is damaged)."""
         try:
             return call()
         except (OfflineStorageError, IndexError):
             raise
         except Exception as exc:
-            raise storage_error(self.path, f"{what} ({type(exc).__name__}: {exc})", chunk=chunk) from None
+            damaged = f"{DAMAGED}: " if "checksum" in str(exc) and not what.startswith(DAMAGED) else ""
+            raise storage_error(self.path, f"{damaged}{what} ({type(exc).__name__}: {exc})", chunk=chunk) from None
+
+    def _object(self, f: h5py.File, where: str, chunk: int) -> Any:
+        """The group or dataset at ``where``: one that is not linked is missing, one that is
+        linked but cannot be opened (its header fails its checksum) is damage."""
+        try:
+            return f[where]
+        except KeyError as exc:
+            parent, name = where.rsplit("/", 1)
+            try:
+                linked = name in f[parent or "/"]
+            except (KeyError, RuntimeError, OSError):
+                linked = True  # the parent's own header is what fails
+            problem = (f"{DAMAGED}: {where} fails its checksum or cannot be read ({exc})" if linked
+                       else f"{where} is missing")
+            raise storage_error(self.path, problem, chunk=chunk) from None
 
     # -- handle --------------------------------------------------------------------------
     def _handle(self) -> h5py.File:
@@ -212,8 +285,12 @@ class CacheReader:
             try:
                 self._file = h5py.File(self.path, "r")
             except Exception as exc:
+                if has_damaged_hdf5_signature(self.path):
+                    raise storage_error(self.path, "the file is damaged: its first 8 bytes (the HDF5 "
+                                                   "signature) are corrupt, the superblock after them is "
+                                                   "intact") from None
                 if not is_hdf5_file(self.path):
-                    raise not_a_cache_error(self.path, "not an HDF5 file") from None
+                    raise NotACacheError(self.path, "not an HDF5 file") from None
                 raise storage_error(self.path, f"cannot be opened as HDF5, it is truncated or "
                                                f"corrupt ({exc})") from None
             self._pid = os.getpid()
@@ -266,11 +343,8 @@ class CacheReader:
         f = self._handle()
         offsets = self._offsets.get(chunk)
         if offsets is None:
-            try:
-                data = f[fmt.DATA_GROUP][name]
-                refs = f[fmt.REFERENCES_GROUP][name]
-            except KeyError:
-                raise storage_error(self.path, "the chunk group is missing", chunk=chunk) from None
+            data = self._object(f, f"/{fmt.DATA_GROUP}/{name}", chunk)
+            refs = self._object(f, f"/{fmt.REFERENCES_GROUP}/{name}", chunk)
             if not (data.attrs.get("complete", False) and refs.attrs.get("complete", False)):
                 raise storage_error(self.path, "the chunk is incomplete", chunk=chunk)
             offsets = tuple(self._read_datasets(
@@ -284,10 +358,7 @@ class CacheReader:
 
     def _read_datasets(self, f: h5py.File, paths: list[str], chunk: int,
                        allocate: Callable[[int], np.ndarray] | None) -> list[np.ndarray]:
-        try:
-            datasets = [f[path] for path in paths]
-        except KeyError as exc:
-            raise storage_error(self.path, f"a dataset is missing ({exc})", chunk=chunk) from None
+        datasets = [self._object(f, path, chunk) for path in paths]
         specs = [(ds.shape, ds.dtype) for ds in datasets]  # each property is a call into HDF5
         for ds, path in zip(datasets, paths):
             self._check_allocated(ds, path, chunk)
@@ -340,6 +411,29 @@ class CacheReader:
             raise storage_error(
                 self.path, f"{what} batch_offsets {offsets.tolist()} do not describe {expected} batches "
                            f"over rows {[a.shape[0] for a in arrays]}", chunk=chunk)
+
+    def element_info(self) -> list[dict]:
+        """Per input, then reference element: name, dataset, dtype, row shape, rows, bytes, stored
+        bytes and compression, summed over the chunks (from dataset metadata, no data read)."""
+        with _IO_LOCK:
+            return self._guarded(self._element_info, None, f"{DAMAGED}: its dataset metadata cannot be read")
+
+    def _element_info(self) -> list[dict]:
+        f, h = self._handle(), self.header
+        elements = []
+        for group, prefix, names in ((fmt.DATA_GROUP, fmt.INPUT_PREFIX, h.structure.input_names),
+                                     (fmt.REFERENCES_GROUP, fmt.REFERENCE_PREFIX, h.structure.reference_names)):
+            for k, name in enumerate(names):
+                datasets = [f[group][fmt.chunk_name(c)][f"{prefix}{k}"] for c in range(h.num_chunks)]
+                rows = sum(ds.shape[0] for ds in datasets)
+                dtype, shape = datasets[-1].dtype, datasets[-1].shape[1:]
+                elements.append({
+                    "name": name, "dataset": f"{prefix}{k}", "dtype": str(dtype), "row_shape": list(shape),
+                    "rows": rows, "bytes": int(rows * np.prod(shape, dtype=np.int64) * dtype.itemsize),
+                    "stored_bytes": int(sum(ds.id.get_storage_size() for ds in datasets)),
+                    "compression": datasets[-1].compression,
+                })
+        return elements
 
     def batch_row_starts(self) -> np.ndarray:
         """(num_batches + 1,) int64: the first input row of each batch over the whole file."""

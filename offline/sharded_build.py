@@ -8,8 +8,8 @@ shard file, reading only the files that overlap that range. Reading the shards i
 therefore gives the single-file cache's batches, bit for bit.
 
 Each task writes ``<shard>.tmp`` and renames it when complete (a killed task's temp file
-resumes from its last complete chunk); a rerun skips shards already complete; the manifest
-is written last. Every process reads and writes the same folder: on several machines it
+resumes from its last complete chunk); a rerun skips shards already complete and rebuilds
+the ones missing, even under a finished manifest; the manifest is written last. Every process reads and writes the same folder: on several machines it
 must be a shared filesystem.
 """
 
@@ -26,12 +26,11 @@ import numpy as np
 
 from pointseq.offline.build import _sources, expected_fingerprint, stored_config
 from pointseq.offline.build_lock import build_lock, remove_if_present
-from pointseq.offline.errors import OfflineStorageError, storage_error
+from pointseq.offline.errors import SHARD_REBUILD_HINT, OfflineStorageError, storage_error
 from pointseq.offline.manifest import (
     MANIFEST_NAME, Manifest, ShardEntry, read_manifest, shard_file_name, shard_fingerprint, write_manifest)
 from pointseq.offline.pointcloud_source import PointCloudSource
-from pointseq.offline.reader import CacheReader
-from pointseq.offline.sharded_reader import ShardedReader
+from pointseq.offline.sharded_reader import ShardedReader, open_shard
 from pointseq.offline.writer import CacheWriter
 
 
@@ -72,12 +71,13 @@ def _finished_shard(task: ShardTask) -> dict | None:
     """The summary of ``task``'s shard when its file is complete; a stale one is refused by name."""
     if not os.path.exists(task.path):
         return None
-    reader = CacheReader(task.path, expected_fingerprint=task.fingerprint)
+    reader = open_shard(task.path, task.fingerprint)
     reader.close()
     h = reader.header
     if h.num_batches != task.stop_batch - task.first_batch or h.num_chunks != task.num_chunks:
         raise storage_error(task.path, f"the shard holds {h.num_batches} batches in {h.num_chunks} chunks, "
-                                       f"expected {task.stop_batch - task.first_batch} in {task.num_chunks}")
+                                       f"expected {task.stop_batch - task.first_batch} in {task.num_chunks}; "
+                                       f"delete it and {SHARD_REBUILD_HINT}", rebuild=False)
     return {"index": task.index, "num_samples": h.num_samples, "structure": h.structure.to_json(),
             "written": 0, "resumed_from": h.num_batches, "seconds": 0.0}
 
@@ -134,12 +134,14 @@ def _scan_files(client: Any, pcloud: PointCloudSource | None) -> None:
 
 
 def _plan(folder: str, backbone: Any, pcloud: PointCloudSource | None, fingerprint: str, config: dict,
-          chunk_size: int, compression: str | None, shards: int) -> list[ShardTask]:
+          chunk_size: int, compression: str | None, shards: int | list[tuple[int, int]]) -> list[ShardTask]:
+    """One task per shard: ``shards`` near-equal ranges of chunks, or the given ``(first, count)`` ranges."""
     total = sum(count for count, _ in _sources(backbone, pcloud, False))
     if total == 0:
         raise ValueError(f"cannot build offline cache {folder!r}: no batches were given")
+    ranges = shard_ranges(-(-total // chunk_size), shards) if isinstance(shards, int) else shards
     tasks = []
-    for index, (first, count) in enumerate(shard_ranges(-(-total // chunk_size), shards)):
+    for index, (first, count) in enumerate(ranges):
         tasks.append(ShardTask(
             index=index, path=os.path.join(folder, shard_file_name(index)), first_chunk=first, num_chunks=count,
             first_batch=first * chunk_size, stop_batch=min((first + count) * chunk_size, total),
@@ -184,6 +186,23 @@ def _existing_manifest(folder: str, fingerprint: str) -> Manifest | None:
     return manifest
 
 
+def _missing_shards(folder: str) -> list[str]:
+    """The shard files the manifest in ``folder`` names that are not there (deleted, or never renamed
+    into place); the header of each one there is checked against the manifest, as a single-file
+    cache's is on a rerun, so a damaged or stale shard is refused by name."""
+    reader = ShardedReader(folder)
+    missing = []
+    try:
+        for index, shard in enumerate(reader.manifest.shards):
+            if os.path.exists(reader.shard_path(shard)):
+                reader.shard_reader(index)
+            else:
+                missing.append(shard.file)
+    finally:
+        reader.close()
+    return missing
+
+
 def _clear(folder: str) -> None:
     """Remove the manifest first (the folder stops being a cache), then the shard files."""
     remove_if_present(os.path.join(folder, MANIFEST_NAME))
@@ -198,7 +217,10 @@ def build_sharded(client: Any, backbone: Any, folder: str, *, chunk_size: int = 
     """Build the sharded cache of ``backbone`` (plus ``offline_pcloud``) in ``folder`` on ``client``'s cluster.
 
     ``shards`` defaults to one per worker. An existing complete cache with the right
-    fingerprint is kept; shards already complete are kept, incomplete ones resumed.
+    fingerprint is kept (each shard's header checked: a damaged or stale one is refused by
+    name); shards already complete are kept, incomplete ones resumed. When the manifest
+    names shard files that are gone, exactly those are rebuilt, in the manifest's layout
+    (``shards`` is then ignored) so the shards kept still fit.
     """
     folder = os.path.abspath(os.fspath(folder))
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -211,9 +233,13 @@ def build_sharded(client: Any, backbone: Any, folder: str, *, chunk_size: int = 
     fingerprint = expected_fingerprint(backbone, chunk_size, pcloud)
     manifest = _existing_manifest(folder, fingerprint)
     if manifest is not None:
-        return manifest
-    config = stored_config(backbone, chunk_size, compression, pcloud, False, extra_config)
-    shards = shards or max(1, len(client.scheduler_info()["workers"]))
+        if not _missing_shards(folder):
+            return manifest
+        config = manifest.config
+        shards = [(s.first_chunk, s.num_chunks) for s in manifest.shards]
+    else:
+        config = stored_config(backbone, chunk_size, compression, pcloud, False, extra_config)
+        shards = shards or max(1, len(client.scheduler_info()["workers"]))
     tasks = _plan(folder, backbone, pcloud, fingerprint, config, chunk_size, compression, shards)
     results = _run_tasks(client, (backbone, pcloud), tasks, progress)
     manifest = Manifest(

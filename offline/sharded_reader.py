@@ -13,10 +13,25 @@ from typing import Any, Callable
 
 import numpy as np
 
-from pointseq.offline.errors import OfflineStorageError, storage_error
+from pointseq.offline.errors import (
+    REBUILD_HINT, SHARD_REBUILD_HINT, NotACacheError, OfflineStorageError, storage_error)
 from pointseq.offline.manifest import Manifest, ShardEntry, manifest_path, read_manifest
 from pointseq.offline.reader import CacheHeader, CacheReader, Chunk
 from pointseq.offline.structure import BatchStructure
+
+
+def open_shard(path: str, fingerprint: str) -> CacheReader:
+    """The reader of the shard file at ``path``; a fault's advice is to rebuild that shard alone."""
+    if not os.path.exists(path):
+        raise storage_error(path, f"the shard file named by the manifest is missing; {SHARD_REBUILD_HINT}",
+                            rebuild=False)
+    try:
+        return CacheReader(path, expected_fingerprint=fingerprint)
+    except NotACacheError:
+        raise
+    except OfflineStorageError as exc:
+        raise OfflineStorageError(str(exc).replace(REBUILD_HINT, f"delete the shard file and {SHARD_REBUILD_HINT}")) \
+            from None
 
 
 def is_sharded_cache(storage: str | os.PathLike) -> bool:
@@ -81,16 +96,15 @@ class ShardedReader:
 
     def _open_shard(self, shard: ShardEntry) -> CacheReader:
         path = self.shard_path(shard)
-        if not os.path.exists(path):
-            raise storage_error(path, "the shard file named by the manifest is missing; rebuild it with "
-                                      "`pointseq cache build` (only missing shards are rebuilt)")
-        reader = CacheReader(path, expected_fingerprint=shard.fingerprint)
+        reader = open_shard(path, shard.fingerprint)
         h = reader.header
         if (h.num_batches, h.num_chunks, h.chunk_size) != (shard.num_batches, shard.num_chunks, self.header.chunk_size):
             reader.close()
             raise storage_error(path, f"the shard holds {h.num_batches} batches in {h.num_chunks} chunks of "
                                       f"{h.chunk_size}, the manifest names {shard.num_batches} in "
-                                      f"{shard.num_chunks} of {self.header.chunk_size}")
+                                      f"{shard.num_chunks} of {self.header.chunk_size}; delete it and "
+                                      f"{SHARD_REBUILD_HINT}",
+                                rebuild=False)
         return reader
 
     def locate(self, chunk: int) -> tuple[int, int]:

@@ -27,10 +27,17 @@ class PointCloudFileError(ValueError):
 
 
 class _FormatDefault:
-    """The ``label`` default: ``classification`` for LAS, ``labels`` for ``.npz``, none otherwise."""
+    """The ``label`` default: ``classification`` for LAS, ``labels`` for ``.npz``, none otherwise.
+
+    One instance, compared by identity (``label is FORMAT_DEFAULT``): pickling and copying
+    give back the module's instance, so the default survives the trip to a Dask worker.
+    """
 
     def __repr__(self) -> str:
         return "FORMAT_DEFAULT"
+
+    def __reduce__(self) -> str:
+        return "FORMAT_DEFAULT"  # pickled by reference: unpickled as this module's FORMAT_DEFAULT
 
 
 FORMAT_DEFAULT: Any = _FormatDefault()

@@ -35,6 +35,14 @@ class Sequencer(AbstractSequencer):
             keys); default: the first input.
         vector_inputs: which inputs are vectors (normals): rotated with their coordinates,
             never jittered.
+        coordinate_columns: None (coordinate inputs are ``(..., 3)`` arrays), or 3: coordinate
+            inputs are ``(..., C)`` arrays whose columns 0:3 are x, y, z and the rest other
+            values (a field input `(B, P, 4 + F)`: height, then features), which only
+            ``height_columns`` of are touched.
+        height_columns: columns (>= 3) of the coordinate inputs that hold heights, i.e. z
+            differences: they are multiplied by the factor the sample's linear maps stretch z
+            by (the norm of the map's third row: a rotation about z leaves them, a scale s
+            multiplies them by s, as it does z), never jittered. Needs ``coordinate_columns``.
         **kwargs: the `AbstractSequencer` options (shuffle, seed, drop_last, epoch_size, ...).
     """
 
@@ -47,9 +55,13 @@ class Sequencer(AbstractSequencer):
         augmentor: Augmentor | dict | None = None,
         augment_inputs: Sequence[InputKey] | InputKey | None = None,
         vector_inputs: Sequence[InputKey] | InputKey | None = None,
+        coordinate_columns: int | None = None,
+        height_columns: Sequence[int] | int | None = None,
         **kwargs: Any,
     ) -> None:
         self.augmentor = as_augmentor(augmentor)
+        self.coordinate_columns = _check_coordinate_columns(coordinate_columns)
+        self.height_columns = _check_height_columns(height_columns, self.coordinate_columns)
         self._augment_inputs_arg = augment_inputs
         self._vector_inputs_arg = vector_inputs
         self._X: Structure = None
@@ -64,6 +76,8 @@ class Sequencer(AbstractSequencer):
             augmentor=None if self.augmentor is None else self.augmentor.get_config(),
             augment_inputs=_as_list(self._augment_inputs_arg),
             vector_inputs=_as_list(self._vector_inputs_arg),
+            coordinate_columns=self.coordinate_columns,
+            height_columns=None if self.height_columns is None else list(self.height_columns),
         )
         return config
 
@@ -87,6 +101,8 @@ class Sequencer(AbstractSequencer):
         coord_keys = _resolve_keys(X, self._augment_inputs_arg, "augment_inputs", default_first=True)
         for key in coord_keys + _resolve_keys(X, self._vector_inputs_arg, "vector_inputs", default_first=False):
             array = _get(X, key)
+            if key in coord_keys and self.coordinate_columns is not None and array.ndim >= 2:
+                array = array[..., : self.coordinate_columns]
             if np.issubdtype(array.dtype, np.floating) and array.ndim >= 2 and array.shape[-1] == 3:
                 _check_finite(array, key)
         self._X, self._y = X, y
@@ -104,7 +120,9 @@ class Sequencer(AbstractSequencer):
         for role, keys in (("coordinate", coord_keys), ("vector", vector_keys)):
             for key in keys:
                 array = _get(X, key)
-                if array.ndim < 3 or array.shape[-1] != 3:
+                if role == "coordinate" and self.coordinate_columns is not None:
+                    self._check_column_layout(array, key)
+                elif array.ndim < 3 or array.shape[-1] != 3:
                     raise ValueError(
                         f"{role} input X[{key!r}] must have shape (num_samples, num_points, 3), "
                         f"got shape {array.shape}"
@@ -114,6 +132,15 @@ class Sequencer(AbstractSequencer):
                         f"{role} input X[{key!r}] must be a float array, got dtype {array.dtype}"
                     )
         return coord_keys, vector_keys
+
+    def _check_column_layout(self, array: np.ndarray, key: InputKey) -> None:
+        width = max([self.coordinate_columns - 1, *(self.height_columns or ())]) + 1
+        if array.ndim < 3 or array.shape[-1] < width:
+            raise ValueError(
+                f"coordinate input X[{key!r}] must have shape (num_samples, num_points, C) with x, y, z in "
+                f"columns 0:3 (coordinate_columns=3) and C >= {width} (height_columns={self.height_columns}), "
+                f"got shape {array.shape}"
+            )
 
     def get_input_data(self) -> tuple[Structure, np.ndarray | None]:
         return self._X, self._y
@@ -134,13 +161,53 @@ class Sequencer(AbstractSequencer):
         # Resolved from the batch, so a backbone without data (an offline cache of point-cloud
         # files) augments too.
         coord_keys, vector_keys = self._input_roles(batch_x)
-        coords = [_get(batch_x, k) for k in coord_keys]
+        arrays = [_get(batch_x, k) for k in coord_keys]
+        coords = arrays if self.coordinate_columns is None else [a[..., :3] for a in arrays]
         vectors = [_get(batch_x, k) for k in vector_keys]
-        new_coords, new_vectors = self.augmentor(
+        new_coords, new_vectors, maps = self.augmentor.apply(
             coords, rng, vectors=vectors, empty=self._buffers.empty
         )
+        if self.coordinate_columns is not None:
+            new_coords = [self._with_columns(a, c, maps) for a, c in zip(arrays, new_coords)]
         replaced = dict(zip(coord_keys + vector_keys, list(new_coords) + list(new_vectors)))
         return _replace(batch_x, replaced)
+
+    def _with_columns(self, array: np.ndarray, coords: np.ndarray, maps: np.ndarray | None) -> np.ndarray:
+        """A copy of ``array`` with the augmented ``coords`` in columns 0:3 and its height
+        columns stretched like z; every other column as it was."""
+        out = self._buffers.empty(array.shape, array.dtype)
+        np.copyto(out[..., 3:], array[..., 3:])
+        out[..., :3] = coords
+        if self.height_columns and maps is not None:
+            stretch = np.linalg.norm(maps[:, 2, :], axis=1).reshape((-1,) + (1,) * (array.ndim - 1))
+            out[..., list(self.height_columns)] *= stretch.astype(out.dtype)
+        return out
+
+
+def _check_coordinate_columns(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"coordinate_columns must be None or 3 (x, y, z lead the last axis), got {value!r} "
+                        f"({type(value).__name__})")
+    if value != 3:
+        raise ValueError(f"coordinate_columns must be None or 3 (x, y, z lead the last axis), got {value!r}")
+    return 3
+
+
+def _check_height_columns(value: Any, coordinate_columns: int | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    columns = _as_list(value)
+    if coordinate_columns is None:
+        raise ValueError(f"height_columns={value!r} needs coordinate_columns=3 (heights follow x, y, z in "
+                         "the same input)")
+    for column in columns:
+        if isinstance(column, (bool, np.bool_)) or not isinstance(column, (int, np.integer)) or column < 3:
+            raise ValueError(f"height_columns must be column indices >= 3 (after x, y, z), got {value!r}")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"height_columns must name each column once, got {value!r}")
+    return tuple(int(c) for c in columns)
 
 
 def _check_finite(array: np.ndarray, key: InputKey) -> None:

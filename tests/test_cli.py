@@ -105,11 +105,30 @@ def test_usage_errors_exit_2(spec_file, tmp_path, capsys):
     assert "not valid JSON" in capsys.readouterr().err
 
 
-def test_info_reports_a_file_that_is_not_a_cache(tmp_path, capsys):
+def test_info_and_verify_report_a_file_or_folder_that_is_not_a_cache(tmp_path, capsys):
     path = tmp_path / "junk.h5"
     path.write_bytes(b"not hdf5 at all")
-    assert main(["cache", "info", str(path)]) == 1
-    assert "is not a pointseq offline cache (not an HDF5 file)" in capsys.readouterr().err
+    (tmp_path / "photos").mkdir()
+    for target, problem in ((path, "not an HDF5 file"), (tmp_path / "photos", "a folder with neither a "
+                                                                              "manifest.json nor shard files")):
+        for command in ("info", "verify"):
+            assert main(["cache", command, str(target)]) == 1
+            err = capsys.readouterr().err
+            assert f"{str(target)!r} is not a pointseq offline cache ({problem}); it is left alone: give the path " \
+                   "of a cache file or of a sharded cache's folder" in err
+            assert "new path" not in err and "build" not in err and "delete" not in err
+
+
+def test_cache_info_is_the_offline_package_s(spec_file, tmp_path):
+    from pointseq.offline.info import cache_info
+
+    assert main(["cache", "build", spec_file, "--quiet"]) == 0
+    info = cache_info(tmp_path / "cache.h5")
+    assert (info["num_batches"], info["num_samples"], info["num_chunks"]) == (6, 22, 3)
+    assert [(e["name"], e["rows"], e["row_shape"]) for e in info["elements"]] == [
+        ("x/0", 22, [8, 3]), ("x/1", 22, [8, 2]), ("y", 22, [1])]
+    with open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "cli", "cache.py")) as f:
+        assert "import h5py" not in f.read()  # the command prints; the offline package reads the layout
 
 
 def test_build_with_an_unreadable_npy_is_a_usage_error(spec_file, tmp_path, capsys):
@@ -130,3 +149,18 @@ def test_info_and_verify_of_a_damaged_cache_print_one_line_no_traceback(spec_fil
         assert main(["cache", command, str(cache)]) == 1
         err = capsys.readouterr().err
         assert "offline cache" in err and "rebuild it" in err and "Traceback" not in err
+
+
+def test_build_over_a_damaged_cache_says_so_and_force_rebuilds_it(spec_file, tmp_path, capsys):
+    assert main(["cache", "build", spec_file, "--quiet"]) == 0
+    cache = tmp_path / "cache.h5"
+    data = bytearray(cache.read_bytes())
+    data[data.index(b"pointseq-offline") + 3] ^= 1  # the format attribute: its object header's checksum fails
+    cache.write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["cache", "build", spec_file, "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"offline cache {str(cache)!r}: the pointseq cache is damaged: its root metadata fails its checksum" in err
+    assert "rebuild it with `pointseq cache build SPEC.json --force`" in err and "not a pointseq" not in err
+    assert main(["cache", "build", spec_file, "--quiet", "--force"]) == 0
+    assert main(["cache", "verify", str(cache)]) == 0

@@ -269,3 +269,69 @@ def test_killed_build_resumes_despite_the_open_for_writing_mark(tmp_path):
         writer.finalize()
     reader = CacheReader(path, expected_fingerprint="f")
     assert reader.verify() == [] and [int(reader.batch(i)[1][0, 0]) for i in range(5)] == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------- damaged metadata: ours, said so
+def flipped(path, offset, bit=0):
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 1 << bit
+    open(path, "wb").write(bytes(data))
+
+
+@pytest.mark.parametrize("where", ["root attributes", "signature"])
+def test_damaged_metadata_is_a_damaged_cache_with_how_to_rebuild_it(tmp_path, capsys, where):
+    from pointseq.cli.main import main
+
+    cache = str(tmp_path / "c.h5")
+    write_cache(cache, small_batches(), batch_size=4, chunk_size=2, fingerprint="f")
+    offset = open(cache, "rb").read().index(b"pointseq-offline") + 3 if where == "root attributes" else 1
+    flipped(cache, offset)  # the format attribute's text (checksummed object header), or the HDF5 signature
+    expected = ("the pointseq cache is damaged: its root metadata fails its checksum" if where == "root attributes"
+                else "the file is damaged: its first 8 bytes (the HDF5 signature) are corrupt")
+    for command in ("info", "verify"):
+        assert main(["cache", command, cache]) == 1
+        err = capsys.readouterr().err
+        assert f"offline cache {cache!r}: {expected}" in err
+        assert "rebuild it with `pointseq cache build SPEC.json --force`" in err
+        assert "not a pointseq offline cache" not in err and "Traceback" not in err
+
+
+def test_every_damaged_object_header_is_reported_as_a_damaged_cache(tmp_path):
+    cache = str(tmp_path / "c.h5")
+    write_cache(cache, small_batches(), batch_size=4, chunk_size=2, fingerprint="f")
+    original = open(cache, "rb").read()
+    headers = [k for k in range(len(original)) if original.startswith(b"OHDR", k)]
+    assert len(headers) > 10
+    messages = []
+    for k in headers:
+        open(cache, "wb").write(original)
+        flipped(cache, k + 7)  # a byte inside the header, under its checksum
+        try:
+            reader = CacheReader(cache)
+            messages += reader.verify()
+            reader.close()
+        except OfflineStorageError as exc:
+            messages.append(str(exc))
+    assert len(messages) >= len(headers)
+    assert [m for m in messages if "the pointseq cache is damaged: " not in m or "rebuild it with" not in m] == []
+
+
+def test_someone_elses_damaged_hdf5_file_is_never_advised_deleted(tmp_path):
+    path = str(tmp_path / "theirs.h5")
+    with h5py.File(path, "w", libver=("v110", "latest")) as f:  # checksummed metadata, like a cache
+        f["points"] = np.zeros((4, 3))
+        f.attrs["survey"] = np.bytes_(b"north-field-2024")
+    original = open(path, "rb").read()
+    flipped(path, original.index(b"north-field") + 2)  # the root header: nothing says whose file it is
+    with pytest.raises(OfflineStorageError, match=r"the file is damaged: its root metadata fails its checksum .*"
+                                                  r"if it is a pointseq cache, rebuild it with") as info:
+        CacheReader(path)
+    assert "delete" not in str(info.value)
+    with h5py.File(path, "w", libver=("v110", "latest")) as f:
+        f["points"] = np.zeros((4, 3))
+        for k in range(12):  # more than 8: stored apart from the root header, which stays readable
+            f.attrs[f"survey{k}"] = np.bytes_(b"north-field-%02d" % k)
+    flipped(path, open(path, "rb").read().index(b"north-field") + 2)
+    with pytest.raises(OfflineStorageError, match=r"is not a pointseq offline cache \(format attribute None") as info:
+        CacheReader(path)
+    assert "delete" not in str(info.value) and "rebuil" not in str(info.value)

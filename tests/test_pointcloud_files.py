@@ -227,7 +227,7 @@ def test_features_by_name_with_their_normalisation(tmp_path):
     assert spec.get_config()["features"][0] == {"name": "intensity", "normalisation": "bit_depth"}
     assert FeatureSpec()(cloud) is None
     with pytest.raises(ValueError, match=r"feature 'x_t': normalisation must be one of \('bit_depth', 'returns', "
-                                         r"'none'\)"):
+                                         r"'none', 'log1p'\)"):
         FeatureSpec([{"name": "x_t", "normalisation": "minmax"}])
     with pytest.raises(ValueError, match=r"'height_above_ground' is float32, not an integer type with a bit depth"):
         FeatureSpec([{"name": "height_above_ground", "normalisation": "bit_depth"}])(cloud)

@@ -104,3 +104,75 @@ def test_shards_augment_like_the_unsharded_stream(points_and_normals):
     for j in range(len(shards[0])):
         for i, shard in enumerate(shards):
             np.testing.assert_array_equal(shard[j][0], whole[j * 2 + i][0])
+
+
+def field_inputs(n=10, points=32, features=3, seed=7):
+    """Field inputs like `field_inputs`: x, y, z, height, then features; float32."""
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform(-1, 1, size=(n, points, 3))
+    height = xyz[..., 2:3] - xyz[..., 2:3].min(axis=1, keepdims=True)
+    return np.concatenate([xyz, height, rng.uniform(size=(n, points, features))], axis=-1).astype("float32")
+
+
+def test_field_inputs_rotate_about_z_keeping_heights_and_features():
+    fine, coarse = field_inputs(), field_inputs(points=8, seed=8)
+    before = (fine.copy(), coarse.copy())
+    y = np.arange(len(fine))
+    seq = Sequencer((fine, coarse), y, batch_size=4, seed=3, augmentor=Augmentor([Rotation(angle=Uniform(0.5, 2.5))]),
+                    augment_inputs=[0, 1], coordinate_columns=3, height_columns=[3])
+    (x_fine, x_coarse), _ = seq[1]
+    ids = seq.batch_indices(1)
+    assert x_fine.dtype == np.float32 and x_fine.shape == (4, 32, 7)
+    for out, source in ((x_fine, fine), (x_coarse, coarse)):
+        np.testing.assert_array_equal(out[..., 2:], source[ids][..., 2:])  # z, height, features
+        assert not np.allclose(out[..., :2], source[ids][..., :2])
+    for k, i in enumerate(ids):  # one rotation about z per sample, shared by both depths
+        angles = [np.angle(complex(*out[k, 0, :2])) - np.angle(complex(*src[i, 0, :2]))
+                  for out, src in ((x_fine, fine), (x_coarse, coarse))]
+        turn = np.array([[np.cos(angles[0]), -np.sin(angles[0])], [np.sin(angles[0]), np.cos(angles[0])]])
+        np.testing.assert_allclose(fine[i, :, :2] @ turn.T, x_fine[k, :, :2], atol=1e-5)
+        np.testing.assert_allclose(coarse[i, :, :2] @ turn.T, x_coarse[k, :, :2], atol=1e-5)
+    for array, copy in zip((fine, coarse), before):
+        np.testing.assert_array_equal(array, copy)  # the caller's arrays are untouched
+    again = Sequencer((fine, coarse), y, batch_size=4, seed=3, augmentor=seq.augmentor, augment_inputs=[0, 1],
+                      coordinate_columns=3, height_columns=[3])
+    for a, b in zip(again[1][0], seq[1][0]):
+        np.testing.assert_array_equal(a, b)  # same (seed, epoch, idx): same batch
+
+
+def test_field_inputs_scale_heights_with_z_and_jitter_only_coordinates():
+    x = field_inputs()
+    seq = Sequencer(x, np.arange(len(x)), batch_size=5, seed=1, coordinate_columns=3, height_columns=[3],
+                    augmentor=Augmentor([Rotation(), Scale(factor=Constant(2.0)), Jitter(clip=0.01)]))
+    out, _ = seq[0]
+    ids = seq.batch_indices(0)
+    np.testing.assert_allclose(out[..., 3], 2.0 * x[ids][..., 3], rtol=1e-6)  # a height is a z difference
+    np.testing.assert_allclose(out[..., 2], 2.0 * x[ids][..., 2], atol=0.0101)  # jittered z
+    np.testing.assert_array_equal(out[..., 4:], x[ids][..., 4:])
+    plain = Sequencer(x, np.arange(len(x)), batch_size=5, seed=1, coordinate_columns=3,
+                      augmentor=Augmentor([Scale(factor=Constant(2.0))]))
+    np.testing.assert_array_equal(plain[0][0][..., 3:], x[plain.batch_indices(0)][..., 3:])
+    spec = build_sequencer(seq.get_config(), x, np.arange(len(x)))
+    assert spec.get_config()["coordinate_columns"] == 3 and spec.get_config()["height_columns"] == [3]
+    np.testing.assert_array_equal(spec[0][0], out)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"coordinate_columns": 4}, ValueError, r"coordinate_columns must be None or 3 \(x, y, z lead the last axis\), "
+                                            r"got 4"),
+    ({"coordinate_columns": "3"}, TypeError, r"coordinate_columns must be None or 3 .*got '3' \(str\)"),
+    ({"height_columns": [3]}, ValueError, r"height_columns=\[3\] needs coordinate_columns=3"),
+    ({"coordinate_columns": 3, "height_columns": [2]}, ValueError, r"height_columns must be column indices >= 3"),
+    ({"coordinate_columns": 3, "height_columns": [9]}, ValueError, r"coordinate input X\[0\] must have shape "
+                                                                   r"\(num_samples, num_points, C\) .* C >= 10"),
+])
+def test_bad_coordinate_columns(kwargs, error, message):
+    x = field_inputs()
+    with pytest.raises(error, match=message):
+        Sequencer(x, np.arange(len(x)), augmentor=SPEC, **kwargs)
+
+
+def test_field_inputs_without_coordinate_columns_are_refused():
+    x = field_inputs()
+    with pytest.raises(ValueError, match=r"coordinate input X\[0\] must have shape \(num_samples, num_points, 3\)"):
+        Sequencer(x, np.arange(len(x)), augmentor=SPEC)

@@ -24,15 +24,19 @@ def table(n, seed):
 
 
 def inputs(tmp_path, files=4, samples=10, seed=0):
-    """A backbone with ``samples`` clouds and ``files`` point-cloud files cut into fields."""
+    """A backbone with ``samples`` clouds and ``files`` point-cloud files cut into fields.
+
+    The files are ``.npz`` with ``points`` and ``labels``, and the spec leaves ``label`` and
+    ``seed`` at their defaults: the defaults must survive the trip to the Dask workers.
+    """
     paths = []
     for i in range(files):
-        paths.append(str(tmp_path / f"tile{i}.npy"))
-        np.save(paths[-1], table(37 + 11 * i, seed=seed + i))  # fields run across file boundaries
-    pcloud = {"paths": paths, "label_column": -1, "use_features": False, "classes": {"codes": [0, 1, 2, 3, 4]},
+        paths.append(str(tmp_path / f"tile{i}.npz"))
+        rows = table(37 + 11 * i, seed=seed + i)  # fields run across file boundaries
+        np.savez(paths[-1], points=rows[:, :3], intensity=rows[:, 3], labels=rows[:, 4].astype(np.int64))
+    pcloud = {"paths": paths, "use_features": False, "classes": {"codes": [0, 1, 2, 3, 4]},
               "sampler": {"type": "CoveringFieldSampler", "num_points": 8, "subsampling": "random",
-                          "neighborhood": {"type": "cylinder", "radius": 1.0, "separation_factor": 1.0}},
-              "seed": 1}
+                          "neighborhood": {"type": "cylinder", "radius": 1.0, "separation_factor": 1.0}}}
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(samples, 8, 4)).astype("float32")  # x, y, z, height like the fields
     y = rng.integers(0, 5, size=(samples, 8))
@@ -60,6 +64,18 @@ def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as c:
         yield c
+
+
+def test_the_label_default_and_a_not_a_cache_error_survive_the_trip_to_a_worker():
+    import copy
+    import pickle
+
+    from pointseq.offline.errors import NotACacheError
+    from pointseq.pointclouds.reading import FORMAT_DEFAULT
+
+    assert pickle.loads(pickle.dumps(FORMAT_DEFAULT)) is FORMAT_DEFAULT and copy.deepcopy(FORMAT_DEFAULT) is FORMAT_DEFAULT
+    error = pickle.loads(pickle.dumps(NotACacheError("x.h5", "not an HDF5 file", "give a cache")))
+    assert str(error) == "'x.h5' is not a pointseq offline cache (not an HDF5 file); it is left alone: give a cache"
 
 
 def test_shard_ranges_cover_whole_chunks():
@@ -163,3 +179,41 @@ def test_cli_sharded_build_info_and_a_missing_dask(client, tmp_path, capsys, mon
     monkeypatch.setitem(sys.modules, "dask.distributed", None)
     assert main(["cache", "build", spec_file, "--quiet", "--workers", "2"]) == 2
     assert "--workers runs on Dask, which is not installed: pip install 'pointseq[distributed]'" in capsys.readouterr().err
+
+
+def test_cli_rerun_rebuilds_exactly_the_missing_shard(client, tmp_path, capsys):
+    _, pcloud = inputs(tmp_path)  # label left to its default (the .npz 'labels' array)
+    spec = {"sequencer": {"type": "OfflineSequencer", "backbone": {"batch_size": 3, "shuffle": False},
+                          "offline_storage": "cache_dir", "chunk_size": 2, "offline_pcloud": pcloud}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    spec_file, folder = str(tmp_path / "spec.json"), tmp_path / "cache_dir"
+    assert main(["cache", "build", spec_file, "--quiet", "--scheduler", client.scheduler.address]) == 0
+    assert "in 2 shards" in capsys.readouterr().out
+    manifest = (folder / MANIFEST_NAME).read_text()
+    kept = os.stat(folder / "shard-00000.h5").st_ino
+    os.remove(folder / "shard-00001.h5")
+    assert main(["cache", "verify", str(folder)]) == 1
+    assert ("shard-00001.h5': the shard file named by the manifest is missing; rerun `pointseq cache build "
+            "SPEC.json --workers N`, which rebuilds only missing shards") in capsys.readouterr().err
+
+    assert main(["cache", "build", spec_file, "--scheduler", client.scheduler.address]) == 0
+    out, err = capsys.readouterr()
+    assert "in 2 shards" in out
+    assert "shard 1/2 shard-00000.h5" in err and "kept (complete)" in err
+    assert "shard 2/2 shard-00001.h5" in err and "batches written" in err
+    assert os.stat(folder / "shard-00000.h5").st_ino == kept
+    assert (folder / MANIFEST_NAME).read_text() == manifest
+    assert main(["cache", "verify", str(folder)]) == 0
+    assert "OK" in capsys.readouterr().out
+
+    data = bytearray((folder / "shard-00000.h5").read_bytes())
+    data[data.index(b"pointseq-offline") + 3] ^= 1  # its root attributes fail their checksum
+    (folder / "shard-00000.h5").write_bytes(bytes(data))
+    assert main(["cache", "build", spec_file, "--quiet", "--scheduler", client.scheduler.address]) == 1
+    err = capsys.readouterr().err
+    assert "shard-00000.h5': the pointseq cache is damaged: its root metadata fails its checksum" in err
+    assert ("delete the shard file and rerun `pointseq cache build SPEC.json --workers N`, which rebuilds only "
+            "missing shards") in err
+    os.remove(folder / "shard-00000.h5")
+    assert main(["cache", "build", spec_file, "--quiet", "--scheduler", client.scheduler.address]) == 0
+    assert main(["cache", "verify", str(folder)]) == 0
