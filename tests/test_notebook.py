@@ -25,8 +25,8 @@ def test_quickstart_notebook_runs_and_learns(tmp_path, monkeypatch):
     mean_iou, baseline = float(found.group(1)), float(found.group(2))
     assert mean_iou > baseline + MARGIN
     images = [o for cell in nb.cells for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
-    assert len(images) == 3  # the augmented field, the top-down comparison, the confusion matrix
+    assert len(images) == 4  # the augmented field, the top-down comparison, the confusion matrix, the preview
     assert "building a batch took" in outputs  # the profiler's report
     sources = "".join(cell.source for cell in nb.cells if cell.cell_type == "code")
     assert re.findall(r"^from (\S+) import", sources, re.M) and all(
-        m.startswith("pointseq") or m in ("matplotlib.pyplot",) for m in re.findall(r"^from (\S+) import", sources, re.M))
+        m.startswith("pointseq") or m in ("matplotlib.pyplot", "IPython.display") for m in re.findall(r"^from (\S+) import", sources, re.M))

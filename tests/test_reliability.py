@@ -18,7 +18,7 @@ from pointseq.sequencers.callbacks.sequencer_checkpoint import SequencerCheckpoi
 from pointseq.sequencers.registry import build_sequencer
 from pointseq.sequencers.sequencer import Sequencer
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+DOCS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs")
 AUGMENTOR = {"transformations": [{"type": "Rotation", "axis": "random"}, {"type": "Jitter"}]}
 
 
@@ -111,8 +111,8 @@ def test_build_failing_before_its_first_chunk_removes_the_temp_file(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_readme_exit_codes_match_the_command(tmp_path):
-    text = open(README, encoding="utf-8").read()
+def test_documented_exit_codes_match_the_command(tmp_path):
+    text = open(os.path.join(DOCS, "reference", "commands.md"), encoding="utf-8").read()
     assert ("Exit status: 0 success, 1 a faulty or foreign cache, 2 a usage error or an input "
             "that cannot be read (one line on stderr)") in " ".join(text.split())
 
@@ -168,7 +168,7 @@ def test_custom_loop_recipe_and_keras_extra_calls_do_not_warn():
             seq.on_epoch_end()
             seq.on_epoch_end()  # the extra end around validation
         assert seq.epoch == 2
-        for epoch in range(3):  # the README recipe
+        for epoch in range(3):  # the documented recipe
             seq.set_epoch(epoch)
             for i in range(len(seq)):
                 seq[i]
@@ -206,13 +206,13 @@ def test_keys_starting_with_underscore_are_ignored_at_every_spec_level(tmp_path)
 
 
 # ---------------------------------------------------------------- 9: migration notes
-def test_readme_migration_notes_cover_depths_jitter_clip_and_default_shuffle():
-    text = " ".join(open(README, encoding="utf-8").read().split())
-    migration = text.split("## Migrating from the original spec names")[1].split("## ")[0]
+def test_migration_notes_cover_depths_jitter_clip_and_default_shuffle():
+    migration = " ".join(open(os.path.join(DOCS, "howto", "migrating.md"), encoding="utf-8").read().split())
+    specs = " ".join(open(os.path.join(DOCS, "reference", "specs.md"), encoding="utf-8").read().split())
     assert re.search(r"Hierarchical inputs.*list every depth in `augment_inputs`", migration)
-    assert re.search(r"`Jitter`.*never clipped; ours clips at `clip=0\.05` by default.*`\"clip\": null`", migration)
+    assert re.search(r"`Jitter`.*never clipped.*clips at `clip=0\.05` by default.*`\"clip\": null`", migration)
     assert re.search(r"a spec without `random_shuffle_indices` shuffles here", migration)
-    assert re.search(r"Keys starting with `_` are ignored", text)
+    assert re.search(r"Keys starting with `_` are ignored", specs)
 
 
 # ---------------------------------------------------------------- 10: resume with workers

@@ -54,9 +54,11 @@ class Segmenter:
         features: point features (default: intensity, return ratio, number of returns).
         sampler: the covering-field sampler spec (default: 15 m square fields).
         updates: training length in optimiser updates (default: the model type's), whatever
-            the tiles' size; or ``epochs``, passes over the training fields.
+            the tiles' size.
+        epochs: training length in passes over the training fields instead (not with ``updates``).
         learning_rate: the initial rate (default: the model type's).
-        batch_size: fields per batch. seed: fixes fields, batch order, augmentation and weights.
+        batch_size: fields per batch.
+        seed: fixes fields, batch order, augmentation and initial weights.
         label: the reference dimension of the training files (default ``classification``).
         cache: the cache file (default ``<output>/train_cache.h5``).
     """
