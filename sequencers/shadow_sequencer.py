@@ -168,7 +168,7 @@ class SparseShadowSequencer(AbstractSequencer):
         """
         if self.augmentor is None:
             return batch_x
-        keys = [f"coords_{t}" for t in range(self.depth)]
+        keys = [key for key in (f"coords_{t}" for t in range(len(batch_x))) if key in batch_x]  # no grids of its own
         moved, _ = self.augmentor([batch_x[k] for k in keys], rng)
         out = dict(batch_x)
         for t, (key, coords) in enumerate(zip(keys, moved)):

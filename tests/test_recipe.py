@@ -118,7 +118,11 @@ def test_intensity_bit_depth_is_the_smallest_that_holds_the_files(tmp_path):
     depths = [intensity_bit_depth([_las(tmp_path / f"{m}.las", intensity_max=m)]) for m in (255, 256, 4096)]
     assert depths == [8, 12, 16]
     assert features_spec(8)[0] == {"name": "intensity", "normalisation": {"scale": 1 / 255, "offset": 0.0}}
-    assert features_spec(8)[1:] == FEATURES[1:]
+    assert features_spec(8, geometric=False)[1:] == FEATURES[1:]
+    geometric = features_spec(8, unit_metres=0.3048)[3:]
+    assert {"name": "planarity", "radius": pytest.approx(2.5 / 0.3048)} in geometric
+    assert {"name": "height_above_min", "cell_size": pytest.approx(20 / 0.3048),
+            "normalisation": {"scale": pytest.approx(0.1 * 0.3048), "offset": 0.0}} in geometric
     assert sampler_spec(0.3048)["neighborhood"]["radius"] == pytest.approx(7.5 / 0.3048)
 
 
@@ -128,10 +132,11 @@ def test_train_defaults_are_metres_and_the_files_bit_depth(tmp_path):
     sequencer = with_recipe_defaults({"offline_pcloud": {"paths": [path]}}, shadow)
     pcloud = sequencer["offline_pcloud"]
     assert pcloud["sampler"]["neighborhood"]["radius"] == pytest.approx(7.5 / 0.3048)
-    assert pcloud["features"] == features_spec(8) and pcloud["classes"] == CLASSES and pcloud["seed"] == 0
+    assert pcloud["features"] == features_spec(8, 0.3048) and pcloud["classes"] == CLASSES and pcloud["seed"] == 0
+    assert sequencer["backbone"]["augmentor"]["transformations"][0]["axis"] == [0, 0, 1]
     assert pcloud["encoder"]["type"] == "sparse_grid"
     assert pcloud["encoder"]["cell_size"] == pytest.approx(0.5 / 0.3048)
     given = {"offline_pcloud": {"paths": [path], "sampler": SAMPLER, "features": ["intensity"],
                                 "encoder": {"type": "dense"}}}
-    assert with_recipe_defaults(given, shadow) == (
-        {"offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES, "seed": 0}})
+    assert with_recipe_defaults({**given, "backbone": {"augmentor": None}}, shadow) == (
+        {"backbone": {"augmentor": None}, "offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES, "seed": 0}})

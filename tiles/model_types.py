@@ -27,7 +27,8 @@ class ModelType:
     sizes in metres divided by the files' coordinate unit; ``backbone(settings) -> sequencer
     spec`` (its ``type`` must batch the encoder's samples); ``build(settings, x, num_classes)
     -> keras.Model`` for first-batch inputs ``x``; ``defaults``: the recipe's settings (at
-    least ``width``, ``updates``, ``epochs`` and ``learning_rate``), which a model spec overrides key by key.
+    least ``width``, ``updates``, ``epochs`` and ``learning_rate``), which a model spec overrides key by key;
+    ``augmented``: the recipe's augmentation applies (the backbone names the coordinate inputs).
     """
 
     name: str
@@ -35,6 +36,7 @@ class ModelType:
     backbone: Callable[[dict], dict]
     build: Callable[[dict, Any, int], keras.Model]
     defaults: dict = field(default_factory=dict)
+    augmented: bool = False  # whether the backbone says which inputs are coordinates to augment
 
     @property
     def spec_keys(self) -> tuple[str, ...]:
@@ -83,11 +85,13 @@ def _build_pointnet(settings: dict, x: Any, num_classes: int) -> keras.Model:
 register_model_type(ModelType(
     "pointnet",
     encoder=lambda settings, unit: {"type": "dense"},
-    backbone=lambda settings: {"type": "Sequencer"},
+    # Field inputs (B, P, 4 + F): x, y, z are augmented, the height stretches with z.
+    backbone=lambda settings: {"type": "Sequencer", "coordinate_columns": 3, "height_columns": [3]},
     build=_build_pointnet,
     # Measured on the synthetic tiles (README): width 64, 150 updates (6 passes over the demo's
     # 4 tiles) at 3e-3; ``epochs`` applies where a spec trains by epochs (arrays).
     defaults={"width": 64, "updates": 150, "epochs": 6, "learning_rate": 3e-3},
+    augmented=True,
 ))
 
 
@@ -108,4 +112,5 @@ register_model_type(ModelType(
     # cell_size in metres (divided by the files' unit); the per-cell U-Net underfits at 3e-3 in 6 epochs.
     defaults={"width": 32, "updates": 150, "epochs": 6, "learning_rate": 3e-2, "cell_size": 0.5, "depth": 4,
               "max_rows": None},
+    augmented=True,
 ))

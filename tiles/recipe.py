@@ -19,6 +19,7 @@ longer makes the model predict a minority class wherever it is merely plausible.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Sequence
@@ -50,6 +51,21 @@ MAX_RETURNS = 5.0
 INTENSITY_BIT_DEPTHS = (8, 12, 16)  # the smallest that holds the files' largest intensity
 FEATURES = ["intensity", "return_ratio",
             {"name": "number_of_returns", "normalisation": {"scale": 1.0 / MAX_RETURNS, "offset": 0.0}}]
+# Geometric features mined per point (`pointclouds.miners`), sizes in metres (divided by the
+# files' unit): eigenvalue features at two scales (a roof is planar at 1 m and at 2.5 m, a crown
+# is not), the height above the lowest point of a 5 m and a 20 m cell (terrain vs objects) and
+# below the highest of a 5 m cell; heights come in per 10 m.
+GEOMETRY_RADII = (1.0, 2.5)
+EIGEN_FEATURES = ("linearity", "planarity", "sphericity", "verticality", "normal_z")
+HEIGHT_CELLS = (("height_above_min", 5.0), ("height_above_min", 20.0), ("height_below_max", 5.0))
+HEIGHT_SCALE = 0.1  # per metre
+# Field inputs are augmented in training: a rotation about z, a scale, a small jitter (of the
+# normalised coordinates: 0.005 of the 7.5 m radius, about 4 cm).
+AUGMENTATION = {"transformations": [
+    {"type": "Rotation", "axis": [0, 0, 1], "angle_distribution": {"type": "uniform", "start": -math.pi,
+                                                                    "end": math.pi}},
+    {"type": "Scale", "scale_distribution": {"type": "uniform", "start": 0.9, "end": 1.1}},
+    {"type": "Jitter", "noise_distribution": {"type": "normal", "mean": 0.0, "stdev": 0.005}, "clip": 0.02}]}
 # CRS linear units: EPSG unit code (GeoTIFF ProjLinearUnitsGeoKey) -> metres.
 PROJ_LINEAR_UNITS_KEY = 3076
 LINEAR_UNITS = {9001: 1.0, 9002: 0.3048, 9003: 1200.0 / 3937.0}
@@ -150,28 +166,40 @@ def sampler_spec(unit_metres: float = 1.0) -> dict:
     return {**SAMPLER, "neighborhood": {**SAMPLER["neighborhood"], "radius": radius}}
 
 
-def features_spec(bit_depth: int = 16) -> list:
-    """The recipe's features with intensity divided by ``2 ** bit_depth - 1``."""
+def features_spec(bit_depth: int = 16, unit_metres: float = 1.0, geometric: bool = True) -> list:
+    """The recipe's features with intensity divided by ``2 ** bit_depth - 1`` and, with
+    ``geometric``, the mined geometric features at sizes in metres over ``unit_metres``."""
     scale = 1.0 / (2 ** require_int("bit_depth", bit_depth, 1) - 1)
-    return [{"name": "intensity", "normalisation": {"scale": scale, "offset": 0.0}}, *FEATURES[1:]]
+    unit = require_positive("unit_metres", unit_metres)
+    features = [{"name": "intensity", "normalisation": {"scale": scale, "offset": 0.0}}, *FEATURES[1:]]
+    if geometric:
+        features += [{"name": name, "radius": radius / unit} for radius in GEOMETRY_RADII for name in EIGEN_FEATURES]
+        features += [{"name": name, "cell_size": cell / unit, "normalisation": {"scale": HEIGHT_SCALE * unit,
+                                                                                "offset": 0.0}}
+                     for name, cell in HEIGHT_CELLS]
+    return features
 
 
 def with_recipe_defaults(sequencer: dict, model: dict) -> dict:
     """The sequencer spec with the recipe's sampler, features and classes where ``offline_pcloud``
-    names none, and the model type's encoder where it names none: sizes in metres over the
-    files' coordinate unit, intensity over the files' bit depth."""
+    names none, the model type's encoder where it names none, and the recipe's augmentation
+    where the backbone names none: sizes in metres over the files' coordinate unit, intensity
+    over the files' bit depth."""
     pcloud = sequencer.get("offline_pcloud")
     if not isinstance(pcloud, dict):
         return sequencer
     paths = pcloud.get("paths")  # the existing files (the source reports the others)
     paths = [p for p in (paths if isinstance(paths, list) else [paths]) if isinstance(p, str) and os.path.isfile(p)]
     defaults: dict[str, Any] = {"classes": CLASSES, "seed": sequencer.get("seed", SEED)}
+    unit = files_unit_metres(paths)
     if "sampler" not in pcloud or ("encoder" not in pcloud and "grid" not in pcloud):
-        unit = files_unit_metres(paths)
         defaults["sampler"] = sampler_spec(unit)
         defaults["encoder"] = model_type(model).encoder(model, unit)
     if "features" not in pcloud:
-        defaults["features"] = features_spec(intensity_bit_depth(paths))
+        defaults["features"] = features_spec(intensity_bit_depth(paths), unit)
     if "grid" in pcloud:
         defaults.pop("encoder", None)
+    backbone = sequencer.get("backbone", {})
+    if model_type(model).augmented and isinstance(backbone, dict) and "augmentor" not in backbone:
+        sequencer = {**sequencer, "backbone": {**backbone, "augmentor": AUGMENTATION}}
     return {**sequencer, "offline_pcloud": {**defaults, **pcloud}}
