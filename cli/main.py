@@ -13,7 +13,7 @@ import sys
 from typing import Callable, Sequence
 
 from pointseq.cli.parser import build_parser
-from pointseq.cli.usage_error import UsageError, one_line
+from pointseq.cli.usage_error import UsageError, is_storage_error, one_line
 
 
 def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
@@ -55,9 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\npointseq {args.command}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:
-        from pointseq.offline.errors import OfflineStorageError  # loaded with the command
-
-        if isinstance(exc, OfflineStorageError):
+        if is_storage_error(exc):
             print(f"pointseq {args.command}: {exc}", file=sys.stderr)
             return 1
         # The library's errors on the user's inputs (a bad spec value, an unreadable file): one line.

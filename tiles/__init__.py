@@ -2,12 +2,31 @@
 
 `Segmenter` is the entry point; `train` runs a train spec (what ``pointseq train`` reads);
 `register_model_type` adds a model type (its field encoder, backbone, builder and defaults).
+Each name loads its module on first use, so the command can check a train spec
+(`pointseq.tiles.train_spec`) before Keras is imported.
 """
 
-from pointseq.tiles.model_types import MODEL_TYPES, ModelType, model_type, register_model_type
-from pointseq.tiles.pipeline import load_training_output, predict_cloud
-from pointseq.tiles.segmenter import Segmenter
-from pointseq.tiles.training import train
+from __future__ import annotations
 
-__all__ = ["MODEL_TYPES", "ModelType", "Segmenter", "load_training_output", "model_type", "predict_cloud",
-           "register_model_type", "train"]
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "MODEL_TYPES": "pointseq.tiles.model_types",
+    "ModelType": "pointseq.tiles.model_types",
+    "model_type": "pointseq.tiles.model_types",
+    "register_model_type": "pointseq.tiles.model_types",
+    "load_training_output": "pointseq.tiles.pipeline",
+    "predict_cloud": "pointseq.tiles.pipeline",
+    "Segmenter": "pointseq.tiles.segmenter",
+    "train": "pointseq.tiles.training",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pointseq.tiles' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
