@@ -40,8 +40,11 @@ def load_train_spec(path: str) -> tuple[dict, object, object]:
 
 def run(args: argparse.Namespace) -> int:
     spec, X, y = load_train_spec(args.spec)  # before Keras loads: a bad spec answers at once
-    from pointseq.offline.errors import OfflineStorageError
-    from pointseq.tiles.training import train
+    from pointseq.cli.main import native_stderr_quiet
+
+    with native_stderr_quiet(not args.verbose):
+        from pointseq.offline.errors import OfflineStorageError
+        from pointseq.tiles.training import train
 
     try:
         train(spec, X=X, y=y, verbose=0 if args.quiet else 1, restart=args.restart, profile=args.profile)
