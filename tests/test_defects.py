@@ -287,7 +287,7 @@ def test_ctrl_c_during_training_prints_one_line_and_exits_130(tiles, tmp_path):
 
 
 # 14: usage errors answered before Keras is imported.
-def test_train_usage_errors_answer_before_keras_is_imported(tiles, tmp_path):
+def test_usage_errors_answer_before_keras_is_imported(tiles, tmp_path):
     folder, paths = tiles
     (tmp_path / "a_file").write_text("")
     cases = {"epochs": (base_spec(paths[:1], "o", epochs=-1), "epochs must be a positive int, got -1"),
@@ -296,21 +296,27 @@ def test_train_usage_errors_answer_before_keras_is_imported(tiles, tmp_path):
                        f"offline_pcloud.paths: files do not exist: [{str(tmp_path / 'none.laz')!r}]"),
              "validation": (base_spec(paths[:1], "o", validation={"paths": ["none.laz"]}),
                             f"validation files do not exist: [{str(tmp_path / 'none.laz')!r}]"),
-             "output": (base_spec(paths[:1], "a_file"), "is a file, expected a folder"),
+             "output": (base_spec(paths[:1], "a_file"), f"output {str(tmp_path / 'a_file')!r} is a file, expected a folder"),
              "both": (base_spec(paths[:1], "o", updates=5), "give the training length as epochs or as updates")}
     specs = [write_spec(str(tmp_path), spec, f"{name}.json") for name, (spec, _) in cases.items()]
-    probe = ("import sys; from pointseq.cli.main import main; "
-             "codes = [main(['train', path]) for path in sys.argv[1:]]; "
+    commands = [["train", path] for path in specs]
+    expected = [f"pointseq train: error: spec file {path!r}: {message}" for path, (_, message) in zip(specs, cases.values())]
+    missing = str(tmp_path / "none.laz")
+    commands += [["predict", str(tmp_path), missing, "--output", "o"], ["evaluate", missing]]
+    expected += [f"pointseq predict: error: inputs do not exist: [{missing!r}]",
+                 f"pointseq evaluate: error: files do not exist: [{missing!r}]"]
+    probe = ("import json, sys; from pointseq.cli.main import main; "
+             "codes = [main(argv) for argv in json.loads(sys.argv[1])]; "
              "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'keras imported'; "
              "print(codes)")
-    done = subprocess.run([sys.executable, "-c", probe, *specs], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    done = subprocess.run([sys.executable, "-c", probe, json.dumps(commands)], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == str([2] * len(cases))
+    assert done.stdout.strip() == str([2] * len(commands))
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == len(cases)
-    for line, path, (_, message) in zip(lines, specs, cases.values()):
-        assert line.startswith(f"pointseq train: error: spec file {path!r}: ") and message in line, line
+    assert len(lines) == len(commands)
+    for line, start in zip(lines, expected):
+        assert line.startswith(start), line
 
 
 # 15, 16: plain progress lines on a redirected stdout, profiler figures in the report only.

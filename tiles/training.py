@@ -19,10 +19,11 @@ learning rate (per model type) decays along a cosine. ``validation`` files are c
 the training files, before the cache is built, and scored per point after propagation.
 
 The output folder holds everything prediction needs (``model.keras``, ``pipeline.json``,
-``train_spec.json``) and ``report.json`` (history, compile settings, validation metrics).
-``model.keras`` and the sequencer state are saved after every epoch, so a rerun resumes where
-it stopped; a rerun whose spec differs from the stored one is refused naming what changed
-(``restart=True`` starts afresh).
+``train_spec.json``) and ``report.json`` (history, compile settings, the data-wait profiler's
+figures per epoch, validation metrics). ``model.keras``, the sequencer state and the report are
+saved after every epoch, so a rerun resumes where it stopped with its history and settings; a
+rerun whose spec differs from the stored one is refused naming what changed (``restart=True``
+starts afresh). A spec without ``seed`` uses `recipe.SEED`, recorded in the report.
 
 Any dense sequencer spec works too (a plain ``Sequencer`` over arrays given as ``X``/``y``).
 """
@@ -248,8 +249,9 @@ class EpochReport(keras.callbacks.Callback):
 def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart: bool = False,
           callbacks: list | None = None, profile: bool = False) -> dict:
     """Train (resuming a stopped run of the same spec) and, with validation data, evaluate;
-    returns the report written to the output folder. ``profile`` prints the data-wait
-    profiler's figures on every epoch line (they are in the report either way)."""
+    returns the report written to the output folder. ``callbacks`` run after each epoch's
+    checkpoints; ``profile`` prints the data-wait profiler's figures on every epoch line (they
+    are in the report either way)."""
     spec = resolve_train_spec(spec, X, y) if "X" not in spec else spec
     out = spec["output"]
     resume = _check_resume(spec, out, restart)
