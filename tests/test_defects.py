@@ -334,3 +334,26 @@ def test_redirected_output_is_plain_lines_and_outputs_honour_the_umask(trained, 
     assert main(["predict", out, tiles[1][2], "--output", str(tmp_path / "p")]) == 0
     predicted = capsys.readouterr().out
     assert "\x1b" not in predicted and "\r" not in predicted and "field" in predicted
+
+
+def test_the_profiler_keeps_its_figures_off_the_epoch_logs_unless_asked():
+    from pointseq.sequencers import DataWaitProfiler
+
+    for in_logs in (False, True):
+        profiler = DataWaitProfiler(in_logs=in_logs)
+        logs = {"loss": 1.0}
+        profiler.on_train_begin()
+        profiler.on_epoch_begin(0)
+        profiler.on_train_batch_begin(0)
+        profiler.on_train_batch_end(0)
+        profiler.on_epoch_end(0, logs)
+        assert {"data_wait_s", "step_s", "data_wait_fraction"} <= set(profiler.records[0])
+        assert set(logs) == ({"loss", "data_wait_s", "step_s", "data_wait_fraction"} if in_logs else {"loss"})
+
+
+def test_ctrl_c_before_the_first_epoch_says_nothing_was_saved(tmp_path):
+    from pointseq.cli.train import interrupted_message
+
+    assert interrupted_message(str(tmp_path / "never")) == (
+        "pointseq train: interrupted before the first epoch finished; no model was saved (a cache built so far "
+        "is kept): run the same command again to continue")
