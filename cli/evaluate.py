@@ -6,7 +6,8 @@ classes (the training output's class map with ``--classes``, else every referenc
 and scores them with `pointseq.tiles.evaluation.evaluate_codes`: ``--ignore`` codes and the
 class map's ignored codes are left out (and counted), reference codes the class map does not
 know count as misses under their own code. Printed as a table, saved as ``evaluation.json``
-and ``confusion_matrix.png`` in ``--output``.
+and ``confusion_matrix.png`` in ``--output``. A reference dimension that ``pointseq predict``
+wrote (``--write-classification``) is refused: it would score the prediction against itself.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from pointseq.cli.usage_error import UsageError, inputs_as_usage_errors
 
 def _read(paths: list[str], reference: str, prediction: str) -> tuple[np.ndarray, np.ndarray]:
     from pointseq.pointclouds import read_point_cloud
+    from pointseq.tiles.evaluation import check_reference
 
     refs, preds = [], []
     for path in paths:
         with inputs_as_usage_errors(f"file {path!r}"):
             cloud = read_point_cloud(path, label=reference)
+        check_reference(path, reference)  # ValueError: exit 2 with its one line
         if prediction not in cloud.attributes:
             raise UsageError(f"file {path!r} has no prediction dimension {prediction!r}; its dimensions are "
                              f"{sorted(cloud.attributes)}")

@@ -7,23 +7,25 @@ Exit status: 0 success, 1 a faulty or foreign cache, 2 a usage error or unreadab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from pointseq.cli.parser import build_parser
-from pointseq.cli.usage_error import UsageError, one_line
+from pointseq.cli.usage_error import UsageError, is_storage_error, one_line
 
 
-def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
-    """Import the subcommand's module; ``quiet`` hides the C++ log lines TensorFlow writes
-    to the stderr file descriptor while it loads (absl logs them before any setting applies)."""
-    module, _, function = target.partition(":")
+@contextlib.contextmanager
+def native_stderr_quiet(quiet: bool = True) -> Iterator[None]:
+    """Hide what C++ code writes to the stderr file descriptor in the block: the log lines
+    TensorFlow writes while it loads (absl logs them before any setting applies), its later
+    error lines too (cuInit on a machine without a GPU); real failures still raise Python
+    exceptions. Wrap the imports that load Keras in it."""
     if not quiet:
-        return getattr(importlib.import_module(module), function)
-    # TensorFlow's later C++ lines, its error lines included (cuInit on a machine without a
-    # GPU); real failures still raise Python exceptions.
+        yield
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
@@ -31,11 +33,18 @@ def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
             try:
-                loaded = importlib.import_module(module)
+                yield
             finally:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+def _load(target: str, quiet: bool) -> Callable[[argparse.Namespace], int]:
+    """Import the subcommand's module (``quiet``: `native_stderr_quiet`)."""
+    module, _, function = target.partition(":")
+    with native_stderr_quiet(quiet):
+        loaded = importlib.import_module(module)
     return getattr(loaded, function)
 
 
@@ -55,9 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\npointseq {args.command}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, TypeError, OSError) as exc:
-        from pointseq.offline.errors import OfflineStorageError  # loaded with the command
-
-        if isinstance(exc, OfflineStorageError):
+        if is_storage_error(exc):
             print(f"pointseq {args.command}: {exc}", file=sys.stderr)
             return 1
         # The library's errors on the user's inputs (a bad spec value, an unreadable file): one line.

@@ -62,6 +62,8 @@ def _train(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="start afresh in an output folder that holds a run (default: resume it)")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--profile", action="store_true",
+                        help="print the data-wait profiler's figures on every epoch line (report.json has them anyway)")
     parser.set_defaults(run="pointseq.cli.train:run")
 
 

@@ -2,8 +2,9 @@
 
 Each input goes through `pointseq.tiles.prediction.predict_file` (covering fields, the model
 type's encoder, propagation back to every point) into ``DIR/<input name>`` (LAS/LAZ; other
-inputs become ``.laz``). Inputs and the training output are checked before the output folder
-is created, so a failed call leaves nothing behind.
+inputs become ``.laz``). The output folder is created when the first output is written (after
+its input was read and predicted), so a call that fails on its inputs or on the training
+output leaves no folder behind.
 """
 
 from __future__ import annotations
@@ -29,15 +30,6 @@ def _check_output_folder(folder: str, inputs: list[str]) -> list[str]:
     return targets
 
 
-def _make_folder(folder: str) -> None:
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"--output {folder!r} cannot be created: {exc.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise UsageError(f"--output {folder!r} is not writable")
-
-
 def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -46,14 +38,16 @@ def run(args: argparse.Namespace) -> int:
     missing = [p for p in args.inputs if not os.path.isfile(p)]
     if missing:
         raise UsageError(f"inputs do not exist: {missing}")
-    from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
-    from pointseq.tiles.pipeline import load_training_output
-    from pointseq.tiles.prediction import predict_file
+    from pointseq.cli.main import native_stderr_quiet
+
+    with native_stderr_quiet(not args.verbose):  # Keras loads now, after the arguments were checked
+        from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
+        from pointseq.tiles.pipeline import load_training_output
+        from pointseq.tiles.prediction import predict_file
 
     targets = _check_output_folder(args.output, args.inputs)
     with inputs_as_usage_errors(f"training output {args.train_output!r}"):
         model, pipeline = load_training_output(args.train_output)
-    _make_folder(args.output)
     for path, target in zip(args.inputs, targets):
         if not args.quiet:
             print(f"{path}:")

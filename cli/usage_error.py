@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import sys
 from typing import Iterator
 
 
@@ -25,11 +26,17 @@ def inputs_as_usage_errors(what: str) -> Iterator[None]:
     except UsageError:
         raise
     except Exception as exc:
-        from pointseq.offline.errors import OfflineStorageError  # loaded with the command
-
-        if isinstance(exc, OfflineStorageError):
+        if is_storage_error(exc):
             raise
         raise UsageError(f"{what}: {one_line(exc)}") from None
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an ``OfflineStorageError`` (a faulty cache, exit 1). Looked up among
+    the loaded modules: an error raised before the cache code loaded cannot be one, and a
+    usage error found before Keras loads is answered without loading it."""
+    errors = sys.modules.get("pointseq.offline.errors")
+    return errors is not None and isinstance(exc, errors.OfflineStorageError)
 
 
 def one_line(exc: BaseException) -> str:

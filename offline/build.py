@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterator
 
@@ -206,7 +207,7 @@ def _write_batches(writer: CacheWriter, sources: list[tuple[int, Callable]], pen
     if progress:
         import keras
 
-        bar = keras.utils.Progbar(total, unit_name="batch")
+        bar = keras.utils.Progbar(total, unit_name="batch", verbose=1 if sys.stdout.isatty() else 2)  # plain when redirected
     skip = writer.batches_done
     done = 0
     for count, batches in sources:

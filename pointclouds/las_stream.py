@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from pointseq.arguments import require_int
 from pointseq.pointclouds.reading import PointCloud, PointCloudFileError, laspy_module, open_las
-from pointseq.pointclouds.writing import _check_columns, _check_output, _set_classification, atomic_output
+from pointseq.pointclouds.writing import _check_columns, _check_output, _set_classification, atomic_output, with_vlrs
 
 LAS_CHUNK = 1 << 20  # points per chunk read or written
 
@@ -52,9 +52,10 @@ def read_las_columns(path: str | os.PathLike, names: Iterable[str], *, chunk_poi
 
 
 def write_las_streaming(path: str | os.PathLike, source: str | os.PathLike, *, extra: dict[str, Any] | None = None,
-                        classification: np.ndarray | None = None, chunk_points: int = LAS_CHUNK) -> str:
-    """What `write_point_cloud(path, source, extra=..., classification=...)` writes for a LAS/LAZ
-    ``source``, copied ``chunk_points`` at a time (under a temporary name, then renamed)."""
+                        classification: np.ndarray | None = None, chunk_points: int = LAS_CHUNK,
+                        vlrs: Sequence[Any] = ()) -> str:
+    """What `write_point_cloud(path, source, extra=..., classification=..., vlrs=...)` writes for
+    a LAS/LAZ ``source``, copied ``chunk_points`` at a time (under a temporary name, then renamed)."""
     path, source = os.fspath(path), os.fspath(source)
     _check_output(path)
     chunk_points = require_int("chunk_points", chunk_points, 1)
@@ -67,6 +68,7 @@ def write_las_streaming(path: str | os.PathLike, source: str | os.PathLike, *, e
                              f"got shape {np.shape(classification)}")
         header = copy.deepcopy(reader.header)  # the reader keeps its own; the writer resets counts, bounds
         header.add_extra_dims([laspy.ExtraBytesParams(name=k, type=v.dtype) for k, v in columns.items()])
+        header.vlrs[:] = with_vlrs(header.vlrs, vlrs)
         with open(temp, "wb") as f, laspy.open(f, mode="w", header=header, closefd=False,
                                                do_compress=path.lower().endswith(".laz")) as writer:
             _copy_points(laspy, reader, writer, columns, classification, chunk_points)

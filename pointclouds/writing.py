@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -62,11 +62,13 @@ def _new_las(cloud: PointCloud) -> Any:
 
 
 def write_point_cloud(path: str | os.PathLike, source: str | os.PathLike | PointCloud, *,
-                      extra: dict[str, Any] | None = None, classification: np.ndarray | None = None) -> str:
+                      extra: dict[str, Any] | None = None, classification: np.ndarray | None = None,
+                      vlrs: Sequence[Any] = ()) -> str:
     """Write ``source`` (a LAS/LAZ path, or a `PointCloud`) to ``path`` with ``extra`` dimensions added.
 
     ``classification`` (N,) replaces the classification codes (e.g. predictions mapped back
-    with `ClassMap.to_codes`). ``.laz`` paths are compressed. Returns ``path``.
+    with `ClassMap.to_codes`). ``vlrs``: laspy VLRs to add (`with_vlrs`). ``.laz`` paths are
+    compressed. Returns ``path``.
     """
     path = os.fspath(path)
     _check_output(path)
@@ -83,9 +85,16 @@ def write_point_cloud(path: str | os.PathLike, source: str | os.PathLike | Point
             las[name] = values
     if classification is not None:
         _set_classification(las, np.asarray(classification), n)
+    las.header.vlrs[:] = with_vlrs(las.header.vlrs, vlrs)
     with atomic_output(path) as temp, open(temp, "wb") as f:  # a path would pick compression from the temp name
         las.write(f, do_compress=path.lower().endswith(".laz"))
     return path
+
+
+def with_vlrs(existing: Sequence[Any], added: Sequence[Any]) -> list:
+    """``existing`` VLRs plus ``added``; an added one replaces one of the same user id and record id."""
+    keys = {(v.user_id, v.record_id) for v in added}
+    return [v for v in existing if (v.user_id, v.record_id) not in keys] + list(added)
 
 
 @contextmanager

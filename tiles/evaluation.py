@@ -6,17 +6,57 @@ of its own (``code N (not trained)``), which the model can only miss, so a model
 tile with classes it never saw is not flattered. A predicted code outside the class map
 counts as a miss, in an ``other`` column shown only when a point fell there. The report says how
 many points each rule left out.
+
+A file classified by ``pointseq predict`` records the dimensions the prediction wrote in a VLR
+(`prediction_record`); evaluating against one of them (``--write-classification`` puts the
+predicted codes in ``classification``) would score the prediction against itself, so it is
+refused (`check_reference`) rather than reported as a perfect score.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from pointseq.pointclouds import ClassificationMetrics, ClassMap, classification_metrics
+from pointseq.pointclouds.reading import LAS_SUFFIXES, laspy_module, open_las
 from pointseq.pointclouds.writing import atomic_output
+
+PREDICTION_VLR_ID = ("pointseq", 1)  # (user id, record id) of the VLR pointseq predict writes
+
+
+def predicted_dimensions(path: str) -> list[str]:
+    """The dimensions of a LAS/LAZ file that ``pointseq predict`` wrote (from its VLR); [] for
+    other files and files it did not write."""
+    if os.path.splitext(path)[1].lower() not in LAS_SUFFIXES:
+        return []
+    with open_las(path) as reader:
+        for vlr in reader.header.vlrs:
+            if (vlr.user_id, vlr.record_id) == PREDICTION_VLR_ID:
+                return list(json.loads(bytes(vlr.record_data).decode("utf-8")).get("dimensions", []))
+    return []
+
+
+def prediction_record(dimensions: Sequence[str], source: str) -> Any:
+    """The VLR a predicted file carries: the ``dimensions`` this prediction wrote, with those
+    an earlier prediction wrote into ``source`` (they still hold predictions)."""
+    names = list(dict.fromkeys([*predicted_dimensions(source), *dimensions]))
+    data = json.dumps({"dimensions": names, "written_by": "pointseq predict"}).encode("utf-8")
+    return laspy_module(source).VLR(PREDICTION_VLR_ID[0], PREDICTION_VLR_ID[1], "dimensions pointseq predicted", data)
+
+
+def check_reference(path: str, reference: str) -> None:
+    """ValueError when ``reference`` of ``path`` holds pointseq's own predictions."""
+    if reference in predicted_dimensions(path):
+        raise ValueError(
+            f"file {path!r}: its {reference!r} dimension was written by pointseq predict (--write-classification), "
+            "so scoring against it would score the prediction against itself; evaluate a file whose "
+            f"{reference!r} holds the reference codes (e.g. the labelled input with a prediction dimension added), "
+            "or name the dimension that holds them (--reference-dimension, Segmenter.evaluate(reference=...))")
 
 
 def evaluate_codes(reference: np.ndarray, prediction: np.ndarray, class_map: ClassMap,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any, Callable
 
 import keras
@@ -101,7 +102,8 @@ def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batc
         if on_fields is not None:
             on_fields(len(fields))
         accumulator = PropagationAccumulator(fields, tile.num_classes)
-        bar = keras.utils.Progbar(len(fields), unit_name="field") if progress else None
+        bar = keras.utils.Progbar(len(fields), unit_name="field", verbose=1 if sys.stdout.isatty() else 2) \
+            if progress else None  # a redirected stdout gets one plain line per block
         features = feature_spec(part)
         for first in range(0, len(fields), FIELDS_PER_BLOCK):
             stop = min(first + FIELDS_PER_BLOCK, len(fields))

@@ -2,7 +2,9 @@
 
 The output keeps every point in its order and every dimension of a LAS/LAZ input, and adds
 the extra-bytes dimension ``prediction`` (the source class codes), optionally one
-``prob_<class>`` float32 dimension per class and the codes in ``classification`` too. Files are written under a temporary name and
+``prob_<class>`` float32 dimension per class and the codes in ``classification`` too; a VLR
+names the dimensions the prediction wrote (`evaluation.prediction_record`), so ``evaluate``
+refuses to score a prediction against itself. Files are written under a temporary name and
 renamed, so a failure never leaves half a file. A LAS/LAZ input is read (xyz and the
 dimensions the features need) and its output written a chunk of points at a time.
 """
@@ -19,6 +21,7 @@ from pointseq.pointclouds import ClassMap, FeatureSpec, PointCloud, read_point_c
 from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
 from pointseq.pointclouds.las_stream import read_las_columns, write_las_streaming
 from pointseq.pointclouds.reading import LAS_SUFFIXES
+from pointseq.tiles.evaluation import prediction_record
 from pointseq.tiles.pipeline import predict_cloud
 
 
@@ -55,9 +58,10 @@ def predict_file(model: keras.Model, pipeline: dict, path: str, target: str, *, 
     if probabilities:
         extra.update(zip(probability_names(class_map), proba.T))
     classification = codes if write_classification else None
+    record = prediction_record([*extra, *(["classification"] if write_classification else [])], path)
     os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)  # after predicting: no empty folder on failure
     if os.path.splitext(path)[1].lower() in LAS_SUFFIXES:
-        write_las_streaming(target, path, extra=extra, classification=classification)
+        write_las_streaming(target, path, extra=extra, classification=classification, vlrs=[record])
     else:
-        write_point_cloud(target, cloud, extra=extra, classification=classification)
+        write_point_cloud(target, cloud, extra=extra, classification=classification, vlrs=[record])
     return target, codes, cloud

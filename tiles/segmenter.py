@@ -23,7 +23,7 @@ import numpy as np
 from pointseq.pointclouds import ClassificationMetrics, ClassMap, PointCloud, read_point_cloud
 from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
 from pointseq.tiles import recipe
-from pointseq.tiles.evaluation import evaluate_codes
+from pointseq.tiles.evaluation import check_reference, evaluate_codes
 from pointseq.tiles.model_types import model_type
 from pointseq.tiles.pipeline import load_training_output, predict_cloud
 from pointseq.tiles.prediction import predict_file
@@ -152,8 +152,10 @@ class Segmenter:
     def evaluate(self, path: str | os.PathLike, *, reference: str | None = None,
                  ignore: Sequence[int] = ()) -> ClassificationMetrics:
         """Predict a labelled file and score it against its ``reference`` dimension (default:
-        the training label); the class map's ignored codes and ``ignore`` are left out."""
+        the training label); the class map's ignored codes and ``ignore`` are left out.
+        ValueError when that dimension holds pointseq's own predictions (``--write-classification``)."""
         model, pipeline = self._trained()
+        check_reference(os.fspath(path), reference or pipeline["label"])
         cloud = read_point_cloud(os.fspath(path), label=reference or pipeline["label"])
         if cloud.labels is None:
             raise ValueError(f"file {os.fspath(path)!r} has no reference dimension {reference or pipeline['label']!r}")

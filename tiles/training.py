@@ -19,10 +19,11 @@ learning rate (per model type) decays along a cosine. ``validation`` files are c
 the training files, before the cache is built, and scored per point after propagation.
 
 The output folder holds everything prediction needs (``model.keras``, ``pipeline.json``,
-``train_spec.json``) and ``report.json`` (history, compile settings, validation metrics).
-``model.keras`` and the sequencer state are saved after every epoch, so a rerun resumes where
-it stopped; a rerun whose spec differs from the stored one is refused naming what changed
-(``restart=True`` starts afresh).
+``train_spec.json``) and ``report.json`` (history, compile settings, the data-wait profiler's
+figures per epoch, validation metrics). ``model.keras``, the sequencer state and the report are
+saved after every epoch, so a rerun resumes where it stopped with its history and settings; a
+rerun whose spec differs from the stored one is refused naming what changed (``restart=True``
+starts afresh). A spec without ``seed`` uses `recipe.SEED`, recorded in the report.
 
 Any dense sequencer spec works too (a plain ``Sequencer`` over arrays given as ``X``/``y``).
 """
@@ -46,8 +47,9 @@ from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint
 from pointseq.tiles import recipe
 from pointseq.tiles.model_types import model_type
 from pointseq.tiles.pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud
+from pointseq.tiles.train_spec import (DEFAULT_OUTPUT, check_train_spec, positive, spec_changes, stored_spec,
+                                      validation_paths)
 
-SPEC_KEYS = ("sequencer", "data", "validation", "model", "epochs", "updates", "learning_rate", "seed", "output")
 SPEC_FILE = "train_spec.json"
 STATE_FILE = "sequencer_state.json"
 REPORT_FILE = "report.json"
@@ -57,22 +59,12 @@ def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
     """The spec checked, with the recipe's defaults and the model type's settings filled in.
 
     ``X``/``y``: arrays for a plain sequencer spec (no ``offline_pcloud``)."""
-    if not isinstance(spec, dict):
-        raise TypeError(f"spec must be a dict, got {type(spec).__name__}")
-    unknown = sorted(k for k in spec if k not in SPEC_KEYS and not str(k).startswith("_"))
-    if unknown:
-        raise ValueError(f"train spec has unknown keys {unknown}; valid: {', '.join(SPEC_KEYS)}")
-    sequencer = spec.get("sequencer")
-    if not isinstance(sequencer, dict):
-        raise ValueError(f"train spec 'sequencer' must be a sequencer spec object, got {sequencer!r}")
+    check_train_spec(spec)
+    sequencer = spec["sequencer"]
     model = spec.get("model", {"type": "pointnet"})
-    if not isinstance(model, dict):
-        raise ValueError(f"model must be an object like {{'type': 'pointnet'}}, got {model!r}")
     entry = model_type(model)
     settings = entry.settings(model)
     seed = spec.get("seed", sequencer.get("seed", recipe.SEED))
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     pcloud = sequencer.get("offline_pcloud")
     if isinstance(pcloud, dict):
         backbone = {**entry.backbone(settings), **{k: v for k, v in sequencer.get("backbone", {}).items()
@@ -82,63 +74,17 @@ def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
         sequencer = {**sequencer, "type": sequencer.get("type", "OfflineSequencer"), "backbone": backbone,
                      "seed": sequencer.get("seed", seed)}
         sequencer = recipe.with_recipe_defaults(sequencer, settings)
-    output = spec.get("output", "train_output")
-    if not isinstance(output, (str, os.PathLike)):
-        raise ValueError(f"output must be a folder path, got {output!r}")
-    if "epochs" in spec and "updates" in spec:
-        raise ValueError("give the training length as epochs or as updates, not both")
+    output = spec.get("output", DEFAULT_OUTPUT)
     # Files train for a number of optimiser updates (a small tile still trains, a huge one does
     # not explode); arrays, or a spec that says so, for a number of epochs.
     updates = spec.get("updates", settings.get("updates") if isinstance(pcloud, dict) and "epochs" not in spec else None)
-    return {"sequencer": sequencer, "X": X, "y": y, "validation": _validation(spec.get("validation"), pcloud),
+    return {"sequencer": sequencer, "X": X, "y": y, "validation": validation_paths(spec.get("validation"), pcloud),
             "model": settings, "seed": seed,
-            "updates": None if updates is None else _positive(updates, "updates", int),
-            "epochs": None if updates is not None else _positive(spec.get("epochs", settings["epochs"]), "epochs", int),
-            "learning_rate": float(_positive(spec.get("learning_rate", settings["learning_rate"]),
+            "updates": None if updates is None else positive(updates, "updates", int),
+            "epochs": None if updates is not None else positive(spec.get("epochs", settings["epochs"]), "epochs", int),
+            "learning_rate": float(positive(spec.get("learning_rate", settings["learning_rate"]),
                                              "learning_rate", float)),
             "output": os.fspath(output)}
-
-
-def _positive(value: Any, key: str, kind: type) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
-        raise ValueError(f"{key} must be a positive {kind.__name__}, got {value!r}")
-    return value
-
-
-def _validation(val: Any, pcloud: Any) -> Any:
-    """``{"paths": [...]}`` of point-cloud files, ``(X, y)`` arrays, or None."""
-    if val is None:
-        return None
-    if isinstance(val, dict) and "paths" in val:
-        paths = val["paths"] if isinstance(val["paths"], list) else [val["paths"]]
-        if set(val) != {"paths"} or not paths:
-            raise ValueError(f"validation must be {{'paths': [point-cloud files]}} or (X, y), got {val!r}")
-        if not isinstance(pcloud, dict):
-            raise ValueError("validation paths need a sequencer with offline_pcloud files (the same fields and features)")
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"validation files do not exist: {missing}")
-        return {"paths": [os.fspath(p) for p in paths]}
-    if isinstance(val, (tuple, list)) and len(val) == 2:
-        return tuple(val)
-    raise ValueError(f"validation must be {{'paths': [point-cloud files]}} or (X, y) arrays, got {val!r}")
-
-
-def stored_spec(spec: dict) -> dict:
-    """What a rerun must match to resume: everything but the output folder and array data."""
-    return json.loads(json.dumps({k: v for k, v in spec.items() if k not in ("X", "y", "output")}, default=str))
-
-
-def spec_changes(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """The dotted keys whose values differ between two stored specs."""
-    changes = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            changes += spec_changes(a, b, f"{prefix}{key}.")
-        elif a != b:
-            changes.append(f"{prefix}{key} ({a!r} -> {b!r})")
-    return changes
 
 
 def _check_resume(spec: dict, out: str, restart: bool) -> bool:
@@ -282,14 +228,32 @@ def _previous_report(out: str) -> dict:
         return json.load(f)
 
 
+class EpochReport(keras.callbacks.Callback):
+    """Writes ``report.json`` at the end of every epoch (after the model and the sequencer state
+    are saved): the history so far, the previous runs' epochs first, and the profiler's figures
+    per epoch, so an interrupted run keeps what it trained and a resumed one continues it."""
+
+    def __init__(self, path: str, report: dict, profiler: DataWaitProfiler) -> None:
+        super().__init__()
+        self.path, self.report, self.profiler = path, report, profiler
+        self._past_epochs = list((report.get("profiler") or {}).get("per_epoch", []))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        for key, value in (logs or {}).items():
+            self.report["history"].setdefault(key, []).append(float(value))
+        self.report["epochs_done"] = epoch + 1
+        self.report["profiler"] = {**self.profiler.summary(), "per_epoch": self._past_epochs + self.profiler.records}
+        write_json_atomic(self.path, self.report)
+
+
 def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart: bool = False,
-          callbacks: list | None = None) -> dict:
+          callbacks: list | None = None, profile: bool = False) -> dict:
     """Train (resuming a stopped run of the same spec) and, with validation data, evaluate;
-    returns the report written to the output folder."""
+    returns the report written to the output folder. ``callbacks`` run after each epoch's
+    checkpoints; ``profile`` prints the data-wait profiler's figures on every epoch line (they
+    are in the report either way)."""
     spec = resolve_train_spec(spec, X, y) if "X" not in spec else spec
     out = spec["output"]
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ValueError(f"output {out!r} is a file, expected a folder (or a path that does not exist yet)")
     resume = _check_resume(spec, out, restart)
     stored = stored_spec(spec)  # as asked: updates, not the epochs they become
     train_seq = _training_sequencer(spec, print_progress if verbose else None)
@@ -298,24 +262,21 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     num_classes = _num_classes(spec, train_seq, class_map)
     os.makedirs(out, exist_ok=True)
     write_json_atomic(os.path.join(out, SPEC_FILE), stored)
+    if pcloud is not None and class_map is not None:  # before training: an interrupted run's model predicts too
+        write_json_atomic(os.path.join(out, PIPELINE_FILE), make_pipeline(spec["model"], pcloud))
     model, initial_epoch, settings = _model(spec, train_seq, num_classes, pcloud, resume, verbose)
     previous = _previous_report(out) if initial_epoch else {}
-    settings = previous.get("compile") if settings is None else settings
-    state = SequencerCheckpoint(train_seq, os.path.join(out, STATE_FILE))
-    profiler = DataWaitProfiler(train_seq)
-    history = model.fit(
-        train_seq, epochs=spec["epochs"], initial_epoch=initial_epoch, shuffle=False, verbose=2 if verbose else 0,
-        callbacks=[state, keras.callbacks.ModelCheckpoint(os.path.join(out, MODEL_FILE)), profiler,
-                   *(callbacks or [])])
-    past = previous.get("history", {})
     report: dict[str, Any] = {
         "epochs": spec["epochs"], "updates": spec["epochs"] * len(train_seq), "num_classes": num_classes,
-        "compile": settings,
+        "compile": previous.get("compile") if settings is None else settings,
         "class_map": None if class_map is None else class_map.get_config(), "seed": spec["seed"],
-        "history": {k: list(past.get(k, [])) + [float(v) for v in vals] for k, vals in history.history.items()},
-        "profiler": profiler.summary() if profiler.records else previous.get("profiler")}
-    if pcloud is not None and class_map is not None:
-        write_json_atomic(os.path.join(out, PIPELINE_FILE), make_pipeline(spec["model"], pcloud))
+        "history": {k: list(v) for k, v in previous.get("history", {}).items()}, "epochs_done": initial_epoch,
+        "profiler": previous.get("profiler")}
+    profiler = DataWaitProfiler(train_seq, in_logs=profile)
+    model.fit(train_seq, epochs=spec["epochs"], initial_epoch=initial_epoch, shuffle=False, verbose=2 if verbose else 0,
+              callbacks=[SequencerCheckpoint(train_seq, os.path.join(out, STATE_FILE)),
+                         keras.callbacks.ModelCheckpoint(os.path.join(out, MODEL_FILE)), profiler,
+                         EpochReport(os.path.join(out, REPORT_FILE), report, profiler), *(callbacks or [])])
     if isinstance(spec["validation"], dict):
         with open(os.path.join(out, PIPELINE_FILE), encoding="utf-8") as f:
             pipeline = json.load(f)
@@ -325,6 +286,15 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
         report.update(_validate_on_arrays(model, spec["validation"], train_seq.batch_size, num_classes))
     write_json_atomic(os.path.join(out, REPORT_FILE), report)
     return report
+
+
+def saved_epochs(folder: str) -> tuple[int, int] | None:
+    """``(finished epochs, epochs)`` of the run saved in a training output folder, None when
+    no epoch has finished there (what an interrupted ``pointseq train`` says it leaves)."""
+    report = _previous_report(folder) if os.path.isdir(folder) else {}
+    if not report.get("epochs_done") or not os.path.isfile(os.path.join(folder, MODEL_FILE)):
+        return None
+    return int(report["epochs_done"]), int(report["epochs"])
 
 
 def _validate_on_arrays(model: keras.Model, validation: tuple, batch_size: int, num_classes: int) -> dict:

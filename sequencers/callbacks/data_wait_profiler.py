@@ -44,9 +44,10 @@ class DataWaitProfiler(keras.callbacks.Callback):
     is measured in this process, so it is only available with ``use_multiprocessing=False``
     (worker threads are counted; with ``workers > 1`` their times add up and overlap).
 
-    Per epoch it adds ``data_wait_s``, ``step_s``, ``data_wait_fraction`` (of their sum) and,
-    with a sequencer, ``batch_load_s`` to the epoch logs, so they appear in
-    ``history.history``, and appends a full record to ``records``. ``summary()`` returns the
+    Per epoch it appends a full record to ``records`` and, with ``in_logs`` (the default), adds
+    ``data_wait_s``, ``step_s``, ``data_wait_fraction`` (of their sum) and, with a sequencer,
+    ``batch_load_s`` to the epoch logs, so they appear in ``history.history`` and on Keras'
+    epoch lines; ``in_logs=False`` keeps them off the console (the records still hold them). ``summary()`` returns the
     totals, ``report()`` a printable table.
     """
 
@@ -55,6 +56,7 @@ class DataWaitProfiler(keras.callbacks.Callback):
         sequencer: Any = None,
         warmup_steps: int = 1,
         clock: Callable[[], float] = time.perf_counter,
+        in_logs: bool = True,
     ) -> None:
         super().__init__()
         if sequencer is not None and not hasattr(sequencer, "load_clock"):
@@ -68,6 +70,7 @@ class DataWaitProfiler(keras.callbacks.Callback):
         self.sequencer = sequencer
         self.warmup_steps = require_int("warmup_steps", warmup_steps, 0)
         self.clock = clock
+        self.in_logs = bool(in_logs)
         self.records: list[dict] = []
         self._steps_in_fit = 0
         self._epoch: dict | None = None
@@ -129,7 +132,7 @@ class DataWaitProfiler(keras.callbacks.Callback):
         record["data_wait_fraction"] = record["data_wait_s"] / busy if busy > 0 else 0.0
         self.records.append(record)
         self._epoch = None
-        if logs is not None:
+        if logs is not None and self.in_logs:
             logs["data_wait_s"] = record["data_wait_s"]
             logs["step_s"] = record["step_s"]
             logs["data_wait_fraction"] = record["data_wait_fraction"]
