@@ -91,8 +91,8 @@ def test_gather_pool_and_upsample_match_numpy():
         NeighbourUpsample("cubic")
 
 
-def small_model():
-    return build_kpconv_model(2, 3, POINTS, PWISE, DOWN, UP, width=8)
+def small_model(depth=3):
+    return build_kpconv_model(2, 3, POINTS[:depth], PWISE[:depth], DOWN[:depth], UP[:depth], width=8)
 
 
 def test_model_output_and_batch_invariance():
@@ -110,11 +110,11 @@ def test_model_output_and_batch_invariance():
 
 def test_model_trains_and_round_trips(tmp_path):
     keras.utils.set_random_seed(0)
-    model = small_model()
+    model = small_model(depth=2)
     model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    x = random_maps(4, seed=3)
+    x = {k: v for k, v in random_maps(4, seed=3).items() if k in kpconv_input_names(2)}
     y = (x["X_1"][..., 2] > 0).astype(np.int32)
-    losses = [float(model.train_on_batch(x, y)) for _ in range(8)]
+    losses = [float(model.train_on_batch(x, y)) for _ in range(6)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
     path = os.path.join(tmp_path, "kpconv.keras")
     model.save(path)
