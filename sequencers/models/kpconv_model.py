@@ -59,7 +59,7 @@ def _lists(num_points_per_depth, num_pwise_neighbors, num_downsampling_neighbors
 
 def build_kpconv_model(num_features: int, num_classes: int, num_points_per_depth: Sequence[int],
                        num_pwise_neighbors: Sequence[int], num_downsampling_neighbors: Sequence[int],
-                       num_upsampling_neighbors: Sequence[int], *, width: int = 32, radius_factor: float = 1.0,
+                       num_upsampling_neighbors: Sequence[int], *, width: int = 16, radius_factor: float = 1.0,
                        num_kernel_points: int = 15, upsampling: str = "nearest") -> keras.Model:
     """The KPConv U-Net (module doc). Inputs: a dict keyed like the ``hierarchical_fps``
     encoder's samples (`kpconv_input_names`), ``F`` with ``num_features`` columns; output
