@@ -19,6 +19,8 @@ Registered encoders (``{"type": ...}`` specs, `encoder_from_spec`):
 - ``dense``: each field's kept points as one array ``(P, 4 + F)`` (`field_inputs`).
 - ``sparse_grid``: each field as a hierarchical sparse grid (`SparseGridEncoder`, in
   `field_grids`).
+- ``hierarchical_fps``: each field as an FPS pyramid with k-NN, down- and upsampling maps
+  (`HierarchicalFPSEncoder`, in `hierarchical_fields`).
 """
 
 from __future__ import annotations
@@ -152,4 +154,4 @@ def encoder_from_spec(spec: Mapping[str, Any] | FieldEncoder | None) -> FieldEnc
 def _load_builtin_encoders() -> None:
     # The encoders of other modules register when those load; importing here (not at the top)
     # keeps this module free of import cycles.
-    from pointseq.pointclouds import field_grids, field_inputs  # noqa: F401
+    from pointseq.pointclouds import field_grids, field_inputs, hierarchical_fields  # noqa: F401
