@@ -16,10 +16,24 @@ key                   shape               dtype    content
                                                    cell's parent at depth ``t + 1``; padded
                                                    rows hold ``R_{t+1}``, the zero row the
                                                    layers append
+``neighbors_t``       ``(B, R_t, 27)``    int32    LOCAL row of the active cell at each offset
+                                                   of a 3x3x3 kernel (`grid_neighbors`, centre
+                                                   13); missing neighbours and padded rows
+                                                   hold ``R_t`` (the zero row)
+``position_t``        ``(B, R_t)``        int32    for ``t < depth - 1``: each cell's position
+                                                   0..7 inside its parent (padding: 0)
+``children_t``        ``(B, R_{t+1}, 8)`` int32    for ``t < depth - 1``: LOCAL depth-``t`` row
+                                                   of the child at each position of each
+                                                   depth ``t + 1`` cell; none and padding:
+                                                   ``R_t``
 ====================  ==================  =======  =========================================
 
 ``y`` is the depth-0 cell labels ``(B, R_0)`` int32 and the sample weight ``(B, R_0)`` float32
 is 1 on real cells, 0 on padding, so standard Keras losses and metrics ignore padding.
+
+``neighbors_t``, ``position_t`` and ``children_t`` are left out with ``neighbors=False`` (models
+without sparse convolutions). They are built for the whole batch at once: one sorted search
+over every element's keys per depth (`grid_neighbors.neighbor_rows`).
 
 Index maps are local to each element rather than offsets into the flattened batch: the
 layers in `sequencers.shadow_layers` add the per-element offsets ``k * (R_{t+1} + 1)`` when
@@ -33,6 +47,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pointseq.pointclouds.grid_neighbors import child_positions, children_rows, neighbor_rows
 from pointseq.pointclouds.sparse_grid import SparseGrid
 
 __all__ = ["assemble_shadow_batch", "assemble_shadow_labels", "valid_rows"]
@@ -73,11 +88,43 @@ def _lengths(grids: Sequence[SparseGrid], t: int, rows: int) -> np.ndarray:
     return lengths
 
 
-def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int]) -> dict:
+def _local_rows(rows: np.ndarray, starts: np.ndarray, grid: np.ndarray, zero_row: int) -> np.ndarray:
+    """Concatenated-batch rows (-1: none) -> each element's local rows (none -> ``zero_row``)."""
+    local = rows - starts[grid].reshape((-1,) + (1,) * (rows.ndim - 1))
+    return np.where(rows >= 0, local, zero_row)
+
+
+def _neighbor_maps(grids: Sequence[SparseGrid], max_rows: Sequence[int], valid: list[np.ndarray]) -> dict:
+    """``neighbors_t``, ``position_t`` and ``children_t`` of a batch (see the module docstring)."""
+    x: dict[str, np.ndarray] = {}
+    depth = grids[0].depth
+    positions = []
+    for t in range(depth):
+        lengths = np.array([g.keys[t].shape[0] for g in grids], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+        grid = np.repeat(np.arange(len(grids)), lengths)
+        coords = np.concatenate([g.cell_coords[t] for g in grids])
+        rows = neighbor_rows(coords, np.stack([g.dims[t] for g in grids]), starts)
+        x[f"neighbors_{t}"] = _scatter([_local_rows(rows, starts, grid, max_rows[t])], valid[t], max_rows[t],
+                                       np.int32)
+        positions.append((child_positions(coords), starts, grid))
+    for t in range(depth - 1):
+        pos, starts, grid = positions[t]
+        x[f"position_{t}"] = _scatter([pos], valid[t], 0, np.int32)
+        _, parent_starts, parent_grid = positions[t + 1]
+        parent = np.concatenate([g.parent[t] for g in grids]) + parent_starts[grid]
+        children = children_rows(parent, pos, int(parent_starts[-1]))
+        x[f"children_{t}"] = _scatter([_local_rows(children, starts, parent_grid, max_rows[t])], valid[t + 1],
+                                      max_rows[t], np.int32)
+    return x
+
+
+def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int], *, neighbors: bool = True) -> dict:
     """The input dict of a shadow batch over ``grids`` (see the module docstring).
 
     Vectorised: per depth, all elements' rows are concatenated once and scattered into a
-    preallocated padded array through a validity mask; no per-element padding.
+    preallocated padded array through a validity mask; no per-element padding. With
+    ``neighbors`` the batch also carries the neighbour and strided maps of sparse convolutions.
     """
     if len(grids) == 0:
         raise ValueError("grids must hold at least one SparseGrid, got 0")
@@ -101,6 +148,8 @@ def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int]) 
             x[f"parent_{t}"] = _scatter(
                 [g.parent[t] for g in grids], valid[t], max_rows[t + 1], np.int32
             )
+    if neighbors:
+        x.update(_neighbor_maps(grids, max_rows, valid))
     return x
 
 
