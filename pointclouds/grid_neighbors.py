@@ -53,7 +53,7 @@ def _offsets(size: int) -> np.ndarray:
 
 
 def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | None = None, *,
-                  kernel_size: int = 3) -> np.ndarray:
+                  kernel_size: int = 3, local: bool = False, missing: int = -1) -> np.ndarray:
     """Row of the active cell at each kernel offset of every active cell; -1 where none is.
 
     Args:
@@ -63,10 +63,12 @@ def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | Non
         dims: int64 ``(3,)`` cells per axis, or ``(G, 3)``, one row per grid.
         starts: int64 ``(G + 1,)`` first row of each grid and the total (None: one grid).
         kernel_size: odd kernel edge; ``kernel_size**3`` offsets (`kernel_offsets`).
+        local: rows counted from each grid's first row instead of into the concatenation.
+        missing: the row given for an inactive or out-of-grid neighbour.
 
     Returns:
-        int64 ``(n, kernel_size**3)``: rows into the same concatenated arrays (a grid's cells
-        only ever find cells of the same grid), -1 for an inactive or out-of-grid neighbour.
+        int64 ``(n, kernel_size**3)``: rows into the same concatenated arrays (or, with
+        ``local``, each grid's own rows); a grid's cells only ever find cells of the same grid.
     """
     coords = np.asarray(coords, dtype=np.int64)
     if coords.ndim != 2 or coords.shape[1] != 3:
@@ -78,7 +80,7 @@ def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | Non
     dims = np.broadcast_to(np.asarray(dims, dtype=np.int64), (len(starts) - 1, 3))
     offsets = kernel_offsets(kernel_size)
     if n == 0:
-        return np.full((0, len(offsets)), -1, dtype=np.int64)
+        return np.full((0, len(offsets)), missing, dtype=np.int64)
     # Keys on the grid padded by r cells at every side: a neighbour's key is then the cell's
     # plus a constant per offset (no border test), and absent exactly when no cell is active.
     r = int(np.abs(offsets).max())
@@ -89,25 +91,28 @@ def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | Non
         raise ValueError(f"dims {dims.max(axis=0).tolist()} hold too many cells for int64 keys")
     if stride * (len(starts) - 1) >= _MAX_KEY:
         # Too many cells per grid for one joint key: search each grid on its own.
-        out = np.full((n, len(offsets)), -1, dtype=np.int64)
+        out = np.full((n, len(offsets)), missing, dtype=np.int64)
         for g in range(len(starts) - 1):
             a, b = starts[g], starts[g + 1]
             if b > a:
-                local = neighbor_rows(coords[a:b], dims[g], kernel_size=kernel_size)
-                out[a:b] = np.where(local >= 0, local + a, -1)
+                rows = neighbor_rows(coords[a:b], dims[g], kernel_size=kernel_size)
+                out[a:b] = np.where(rows >= 0, rows + (0 if local else a), missing)
         return out
     grid = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
+    rows = np.arange(n, dtype=np.int64)
+    if local:
+        rows -= starts[grid]
     # Ascending: grids one after the other, and within a grid the padded keys keep the order.
     joint = grid * stride + np.einsum("ij,ij->i", coords + r, steps[grid])
     query = joint[:, None] + (steps @ offsets.T)[grid]  # (n, K)
     table_size = stride * (len(starts) - 1)
     if table_size <= max(_TABLE_PER_QUERY * query.size, _SMALL_TABLE):
         # Small key space: a dense key -> row table answers each query with one gather.
-        table = np.full(table_size, -1, dtype=np.int64)
-        table[joint] = np.arange(n, dtype=np.int64)
+        table = np.full(table_size, missing, dtype=np.int64)
+        table[joint] = rows
         return table[query]
     pos = np.minimum(np.searchsorted(joint, query), n - 1)
-    return np.where(joint[pos] == query, pos, -1)
+    return np.where(joint[pos] == query, rows[pos], missing)
 
 
 def child_positions(coords: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ import numpy as np
 from pointseq.pointclouds.grid_neighbors import child_positions, children_rows, neighbor_rows
 from pointseq.pointclouds.sparse_grid import SparseGrid
 
-__all__ = ["assemble_shadow_batch", "assemble_shadow_labels", "valid_rows"]
+__all__ = ["assemble_neighbor_maps", "assemble_shadow_batch", "assemble_shadow_labels", "valid_rows"]
 
 
 def valid_rows(lengths: np.ndarray, rows: int) -> np.ndarray:
@@ -88,34 +88,30 @@ def _lengths(grids: Sequence[SparseGrid], t: int, rows: int) -> np.ndarray:
     return lengths
 
 
-def _local_rows(rows: np.ndarray, starts: np.ndarray, grid: np.ndarray, zero_row: int) -> np.ndarray:
-    """Concatenated-batch rows (-1: none) -> each element's local rows (none -> ``zero_row``)."""
-    local = rows - starts[grid].reshape((-1,) + (1,) * (rows.ndim - 1))
-    return np.where(rows >= 0, local, zero_row)
-
-
-def _neighbor_maps(grids: Sequence[SparseGrid], max_rows: Sequence[int], valid: list[np.ndarray]) -> dict:
-    """``neighbors_t``, ``position_t`` and ``children_t`` of a batch (see the module docstring)."""
+def assemble_neighbor_maps(grids: Sequence[SparseGrid], max_rows: Sequence[int]) -> dict:
+    """``neighbors_t``, ``position_t`` and ``children_t`` of a batch (see the module docstring):
+    per depth one search over all elements' cells (`grid_neighbors.neighbor_rows`)."""
     x: dict[str, np.ndarray] = {}
     depth = grids[0].depth
-    positions = []
+    valid = [valid_rows(_lengths(grids, t, max_rows[t]), max_rows[t]) for t in range(depth)]
+    levels = []
     for t in range(depth):
-        lengths = np.array([g.keys[t].shape[0] for g in grids], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(lengths)])
-        grid = np.repeat(np.arange(len(grids)), lengths)
+        starts = np.concatenate([[0], np.cumsum(valid[t].sum(axis=1))])
         coords = np.concatenate([g.cell_coords[t] for g in grids])
-        rows = neighbor_rows(coords, np.stack([g.dims[t] for g in grids]), starts)
-        x[f"neighbors_{t}"] = _scatter([_local_rows(rows, starts, grid, max_rows[t])], valid[t], max_rows[t],
-                                       np.int32)
-        positions.append((child_positions(coords), starts, grid))
+        rows = neighbor_rows(coords, np.stack([g.dims[t] for g in grids]), starts, local=True, missing=max_rows[t])
+        x[f"neighbors_{t}"] = _scatter([rows], valid[t], max_rows[t], np.int32)
+        levels.append((child_positions(coords), starts))
     for t in range(depth - 1):
-        pos, starts, grid = positions[t]
+        pos, starts = levels[t]
         x[f"position_{t}"] = _scatter([pos], valid[t], 0, np.int32)
-        _, parent_starts, parent_grid = positions[t + 1]
+        # Children as rows of the concatenation first, then made local per element.
+        parent_starts = levels[t + 1][1]
+        grid = np.repeat(np.arange(len(grids)), np.diff(starts))
         parent = np.concatenate([g.parent[t] for g in grids]) + parent_starts[grid]
         children = children_rows(parent, pos, int(parent_starts[-1]))
-        x[f"children_{t}"] = _scatter([_local_rows(children, starts, parent_grid, max_rows[t])], valid[t + 1],
-                                      max_rows[t], np.int32)
+        parent_grid = np.repeat(np.arange(len(grids)), np.diff(parent_starts))
+        children = np.where(children >= 0, children - starts[parent_grid][:, None], max_rows[t])
+        x[f"children_{t}"] = _scatter([children], valid[t + 1], max_rows[t], np.int32)
     return x
 
 
@@ -149,7 +145,7 @@ def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int], 
                 [g.parent[t] for g in grids], valid[t], max_rows[t + 1], np.int32
             )
     if neighbors:
-        x.update(_neighbor_maps(grids, max_rows, valid))
+        x.update(assemble_neighbor_maps(grids, max_rows))
     return x
 
 
