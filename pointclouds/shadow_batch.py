@@ -16,10 +16,24 @@ key                   shape               dtype    content
                                                    cell's parent at depth ``t + 1``; padded
                                                    rows hold ``R_{t+1}``, the zero row the
                                                    layers append
+``neighbors_t``       ``(B, R_t, 27)``    int32    LOCAL row of the active cell at each offset
+                                                   of a 3x3x3 kernel (`grid_neighbors`, centre
+                                                   13); missing neighbours and padded rows
+                                                   hold ``R_t`` (the zero row)
+``position_t``        ``(B, R_t)``        int32    for ``t < depth - 1``: each cell's position
+                                                   0..7 inside its parent (padding: 0)
+``children_t``        ``(B, R_{t+1}, 8)`` int32    for ``t < depth - 1``: LOCAL depth-``t`` row
+                                                   of the child at each position of each
+                                                   depth ``t + 1`` cell; none and padding:
+                                                   ``R_t``
 ====================  ==================  =======  =========================================
 
 ``y`` is the depth-0 cell labels ``(B, R_0)`` int32 and the sample weight ``(B, R_0)`` float32
 is 1 on real cells, 0 on padding, so standard Keras losses and metrics ignore padding.
+
+``neighbors_t``, ``position_t`` and ``children_t`` are left out with ``neighbors=False`` (models
+without sparse convolutions). They are built for the whole batch at once: one sorted search
+over every element's keys per depth (`grid_neighbors.neighbor_rows`).
 
 Index maps are local to each element rather than offsets into the flattened batch: the
 layers in `sequencers.shadow_layers` add the per-element offsets ``k * (R_{t+1} + 1)`` when
@@ -33,9 +47,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pointseq.pointclouds.grid_neighbors import child_positions, children_rows, neighbor_rows
 from pointseq.pointclouds.sparse_grid import SparseGrid
 
-__all__ = ["assemble_shadow_batch", "assemble_shadow_labels", "valid_rows"]
+__all__ = ["assemble_neighbor_maps", "assemble_shadow_batch", "assemble_shadow_labels", "valid_rows"]
 
 
 def valid_rows(lengths: np.ndarray, rows: int) -> np.ndarray:
@@ -73,11 +88,39 @@ def _lengths(grids: Sequence[SparseGrid], t: int, rows: int) -> np.ndarray:
     return lengths
 
 
-def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int]) -> dict:
+def assemble_neighbor_maps(grids: Sequence[SparseGrid], max_rows: Sequence[int]) -> dict:
+    """``neighbors_t``, ``position_t`` and ``children_t`` of a batch (see the module docstring):
+    per depth one search over all elements' cells (`grid_neighbors.neighbor_rows`)."""
+    x: dict[str, np.ndarray] = {}
+    depth = grids[0].depth
+    valid = [valid_rows(_lengths(grids, t, max_rows[t]), max_rows[t]) for t in range(depth)]
+    levels = []
+    for t in range(depth):
+        starts = np.concatenate([[0], np.cumsum(valid[t].sum(axis=1))])
+        coords = np.concatenate([g.cell_coords[t] for g in grids])
+        rows = neighbor_rows(coords, np.stack([g.dims[t] for g in grids]), starts, local=True, missing=max_rows[t])
+        x[f"neighbors_{t}"] = _scatter([rows], valid[t], max_rows[t], np.int32)
+        levels.append((child_positions(coords), starts))
+    for t in range(depth - 1):
+        pos, starts = levels[t]
+        x[f"position_{t}"] = _scatter([pos], valid[t], 0, np.int32)
+        # Children as rows of the concatenation first, then made local per element.
+        parent_starts = levels[t + 1][1]
+        grid = np.repeat(np.arange(len(grids)), np.diff(starts))
+        parent = np.concatenate([g.parent[t] for g in grids]) + parent_starts[grid]
+        children = children_rows(parent, pos, int(parent_starts[-1]))
+        parent_grid = np.repeat(np.arange(len(grids)), np.diff(parent_starts))
+        children = np.where(children >= 0, children - starts[parent_grid][:, None], max_rows[t])
+        x[f"children_{t}"] = _scatter([children], valid[t + 1], max_rows[t], np.int32)
+    return x
+
+
+def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int], *, neighbors: bool = True) -> dict:
     """The input dict of a shadow batch over ``grids`` (see the module docstring).
 
     Vectorised: per depth, all elements' rows are concatenated once and scattered into a
-    preallocated padded array through a validity mask; no per-element padding.
+    preallocated padded array through a validity mask; no per-element padding. With
+    ``neighbors`` the batch also carries the neighbour and strided maps of sparse convolutions.
     """
     if len(grids) == 0:
         raise ValueError("grids must hold at least one SparseGrid, got 0")
@@ -101,6 +144,8 @@ def assemble_shadow_batch(grids: Sequence[SparseGrid], max_rows: Sequence[int]) 
             x[f"parent_{t}"] = _scatter(
                 [g.parent[t] for g in grids], valid[t], max_rows[t + 1], np.int32
             )
+    if neighbors:
+        x.update(assemble_neighbor_maps(grids, max_rows))
     return x
 
 

@@ -36,7 +36,24 @@ def test_hand_checked_batch():
     assert seq.max_rows == (3, 2) and seq.depth == 2 and seq.num_features == 2
     x, y, sw = seq[0]
     assert set(x) == {"features", "coords_0", "coords_1", "mask_0", "mask_1",
-                      "lengths_0", "lengths_1", "parent_0"}
+                      "lengths_0", "lengths_1", "parent_0",
+                      "neighbors_0", "neighbors_1", "position_0", "children_0"}
+    # Neighbour maps: offset index 9 * (di + 1) + 3 * (dj + 1) + (dk + 1), centre 13; missing
+    # neighbours and padded rows point at the zero row R_t.
+    expected = np.full((2, 3, 27), 3)
+    expected[0, 0, [13, 22]] = [0, 1]  # cell (0,0,0): itself and (1,0,0)
+    expected[0, 1, [4, 13]] = [0, 1]  # cell (1,0,0): (0,0,0) and itself
+    expected[0, 2, 13] = 2  # cell (3,3,3) is alone
+    expected[1, 0, 13] = 0
+    np.testing.assert_array_equal(x["neighbors_0"], expected)
+    expected = np.full((2, 2, 27), 2)
+    expected[0, 0, [13, 26]] = [0, 1]  # parents (0,0,0) and (1,1,1) touch at a corner
+    expected[0, 1, [0, 13]] = [0, 1]
+    expected[1, 0, 13] = 0
+    np.testing.assert_array_equal(x["neighbors_1"], expected)
+    np.testing.assert_array_equal(x["position_0"], [[0, 4, 7], [0, 0, 0]])
+    np.testing.assert_array_equal(x["children_0"], [[[0, 3, 3, 3, 1, 3, 3, 3], [3, 3, 3, 3, 3, 3, 3, 2]],
+                                                    [[0, 3, 3, 3, 3, 3, 3, 3], [3] * 8]])
     np.testing.assert_array_equal(x["lengths_0"], [3, 1])
     np.testing.assert_array_equal(x["lengths_1"], [2, 1])
     np.testing.assert_array_equal(x["mask_0"], [[1, 1, 1], [1, 0, 0]])

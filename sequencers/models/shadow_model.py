@@ -18,17 +18,42 @@ from pointseq.arguments import require_int
 
 from pointseq.sequencers.models.shadow_layers import ElementMax, MaskedDense, PoolToParent, UnpoolToChild
 
-__all__ = ["build_shadow_segmentation_model", "shadow_input_names"]
+__all__ = ["build_shadow_segmentation_model", "shadow_batch_inputs", "shadow_input_names"]
 
 
-def shadow_input_names(depth: int) -> list[str]:
-    """Names of the shadow-batch entries the reference model reads, in input order."""
+def shadow_input_names(depth: int, *, neighbors: bool = True) -> list[str]:
+    """Names of a shadow batch's entries (`pointclouds.shadow_batch`), in the models' input order;
+    ``neighbors``: with the maps of sparse convolutions."""
     names = ["features"]
     for t in range(depth):
         names += [f"coords_{t}", f"mask_{t}", f"lengths_{t}"]
         if t < depth - 1:
             names.append(f"parent_{t}")
+    if neighbors:
+        names += [f"neighbors_{t}" for t in range(depth)]
+        for t in range(depth - 1):
+            names += [f"position_{t}", f"children_{t}"]
     return names
+
+
+def shadow_batch_inputs(num_features: int, depth: int, rows: Sequence[int | None] | None = None, *,
+                        neighbors: bool = True, kernel_offsets: int = 27) -> dict:
+    """One ``keras.Input`` per entry of a shadow batch, so the batch dict feeds a model as it is
+    (entries a model does not use are accepted all the same); ``rows``: rows per depth, None
+    for free row dimensions (any row count per batch)."""
+    rows = [None] * depth if rows is None else list(rows)
+    shapes = {"features": ((rows[0], num_features), "float32")}
+    for t in range(depth):
+        shapes[f"coords_{t}"] = ((rows[t], 3), "float32")
+        shapes[f"mask_{t}"] = ((rows[t],), "float32")
+        shapes[f"lengths_{t}"] = ((), "int32")
+        shapes[f"neighbors_{t}"] = ((rows[t], kernel_offsets), "int32")
+        if t < depth - 1:
+            shapes[f"parent_{t}"] = ((rows[t],), "int32")
+            shapes[f"position_{t}"] = ((rows[t],), "int32")
+            shapes[f"children_{t}"] = ((rows[t + 1], 8), "int32")
+    return {name: keras.Input(shapes[name][0], dtype=shapes[name][1], name=name)
+            for name in shadow_input_names(depth, neighbors=neighbors)}
 
 
 def build_shadow_segmentation_model(
@@ -60,15 +85,7 @@ def build_shadow_segmentation_model(
             f"max_rows must hold {depth} positive row counts (one per depth), got {list(max_rows)}"
         )
 
-    inputs = {"features": keras.Input((rows[0], num_features), name="features")}
-    for t in range(depth):
-        inputs[f"coords_{t}"] = keras.Input((rows[t], 3), name=f"coords_{t}")
-        inputs[f"mask_{t}"] = keras.Input((rows[t],), name=f"mask_{t}")
-        # Accepted so the sequencer's dict feeds the model as is; the masks carry the same
-        # information in a form the layers use directly.
-        inputs[f"lengths_{t}"] = keras.Input((), dtype="int32", name=f"lengths_{t}")
-        if t < depth - 1:
-            inputs[f"parent_{t}"] = keras.Input((rows[t],), dtype="int32", name=f"parent_{t}")
+    inputs = shadow_batch_inputs(num_features, depth, rows)
 
     def block(x, t, units):
         return MaskedDense(units, activation="relu")([x, inputs[f"mask_{t}"]])
