@@ -215,10 +215,11 @@ def _scratch(width, num):
 
 
 @_jit
-def _field_groups(source, member, centres, offsets, first_group, stop_group, num, k, fps, kept, slots):
+def _field_groups(source, member, centres, offsets, first_group, stop_group, num, k, fps, cyclic, kept, slots):
     """Groups [first_group, stop_group): with ``fps``, furthest-point positions into ``kept`` (M, num)
-    (groups of at most ``num`` rows keep them all, cyclically); else ``kept`` holds positions
-    already. Then every row's k nearest kept slots into ``slots`` (nnz, k), ties to the lower slot."""
+    (groups of at most ``num`` rows keep them all, cyclically in index order with ``cyclic``, else
+    in FPS order, then position 0 again); else ``kept`` holds positions already. Then every row's
+    k nearest kept slots into ``slots`` (nnz, k), ties to the lower slot."""
     width = 1
     for g in range(first_group, stop_group):
         width = max(width, offsets[g + 1] - offsets[g])
@@ -226,7 +227,7 @@ def _field_groups(source, member, centres, offsets, first_group, stop_group, num
     for g in range(first_group, stop_group):
         start, n = offsets[g], offsets[g + 1] - offsets[g]
         _gather(source, member, centres[g], start, start + n, xyz)
-        if fps and n > num:
+        if fps and (n > num or not cyclic):
             cells = _bin_cells(xyz, n, order, starts, boxes, cell_xyz)
             _fps_cells(cell_xyz, order, starts, boxes, cells, num, kept[g], near, reach, best_at)
         elif fps:
@@ -239,9 +240,12 @@ def _field_groups(source, member, centres, offsets, first_group, stop_group, num
 
 
 def field_kernel(source: np.ndarray, member: np.ndarray, centres: np.ndarray, offsets: np.ndarray, num: int,
-                 k: int, kept: np.ndarray | None = None, nthreads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                 k: int, kept: np.ndarray | None = None, nthreads: int = 1,
+                 cyclic: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Kept positions (M, num) within each group, by furthest-point sampling when ``kept`` is None
-    (else the given positions), and each row's k nearest kept slots (nnz, k) int64.
+    (else the given positions), and each row's k nearest kept slots (nnz, k) int64. Groups of at
+    most ``num`` rows keep them all: cyclically in index order, or (``cyclic`` false) in FPS
+    order followed by position 0 again, as `subsampling.farthest_point_positions` does.
 
     ``source`` (R, 3) float64, ``member`` (nnz,) int64 rows of it, ``centres`` (M, 3) float64,
     ``offsets`` (M + 1,) int64; every group holds at least one row.
@@ -252,7 +256,7 @@ def field_kernel(source: np.ndarray, member: np.ndarray, centres: np.ndarray, of
     source, member = np.ascontiguousarray(source, dtype=np.float64), np.ascontiguousarray(member, dtype=np.int64)
     centres, offsets = np.ascontiguousarray(centres, dtype=np.float64), np.ascontiguousarray(offsets, dtype=np.int64)
     work = np.diff(offsets) * (num + 1)
-    run_chunks(lambda first, stop: _field_groups(source, member, centres, offsets, first, stop, num, k, fps,
+    run_chunks(lambda first, stop: _field_groups(source, member, centres, offsets, first, stop, num, k, fps, cyclic,
                                                  kept, slots), work, nthreads)
     return kept, slots
 

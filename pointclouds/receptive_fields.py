@@ -11,6 +11,7 @@ covered and predictions can be propagated back to every point (`propagation.prop
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -177,7 +178,7 @@ class CoveringFieldSampler:
         if block is not None and self.neighborhood.whole_cloud:
             raise ValueError("a neighborhood of radius 0 is one field holding the whole cloud: it cannot be "
                              "cut into spatial blocks")
-        seed = int(rng.integers(1 << 63)) if self.subsampling in ("grid", "random") else 0  # first: blocks agree
+        seed = self.field_seed(rng)  # first, so that blocks (`tile_blocks`) draw what the whole tile draws
         origin = points.min(axis=0) if block is None else np.asarray(block.origin, dtype=np.float64)
         local = points - origin  # float64: exact at any offset
         supports, offsets, member = self._membership(local, rng, labels, block)
@@ -189,6 +190,11 @@ class CoveringFieldSampler:
         if labels is None:
             return fields
         return replace(fields, labels=reduce_labels(fields, points, labels, self.num_encoding_neighbors))
+
+    def field_seed(self, rng: np.random.Generator | None) -> int:
+        """The seed of the keyed random draws of one call (grid and random subsampling; else 0),
+        the first number a call draws from ``rng``."""
+        return int(rng.integers(1 << 63)) if self.subsampling in ("grid", "random") else 0
 
     def _membership(self, local: np.ndarray, rng: np.random.Generator | None, labels: np.ndarray | None,
                     block: BlockFrame | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,8 +237,10 @@ class CoveringFieldSampler:
             if block is not None:
                 if block.supports is None:
                     raise ValueError("a block of a tile with FPS supports needs the tile's supports (BlockFrame.supports)")
-                return block.supports
+                return _within_reach(block.supports, local, hood)
             return self.tile_supports(local, rng)
+        if block is not None and block.supports is not None:
+            raise ValueError("BlockFrame.supports are FPS supports, but this sampler's support_strategy is 'grid'")
         supports = grid_supports(local, hood, hood.spacing, None if block is None else block.grid)
         return snapped_supports(local, supports, hood) if self.center_on_pcloud else supports
 
@@ -346,6 +354,14 @@ def field_blocks(offsets: np.ndarray, max_members: int) -> list[tuple[int, int]]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
+def _within_reach(supports: np.ndarray, local: np.ndarray, hood: Neighborhood) -> np.ndarray:
+    """The ``supports`` within a radius of the bounding box of ``local``: the others reach none of its points."""
+    coords = local[:, : hood.dims]
+    radius = np.asarray(hood.radius)
+    near = np.all((supports >= coords.min(axis=0) - radius) & (supports <= coords.max(axis=0) + radius), axis=1)
+    return supports[near]
+
+
 def class_balanced_centres(labels: np.ndarray, distribution: Sequence[int], rng: np.random.Generator) -> np.ndarray:
     """Point indices: ``distribution[c]`` random points of each class c (all of them if fewer), shuffled."""
     chosen = [rng.permutation(np.flatnonzero(labels == c))[:wanted] for c, wanted in enumerate(distribution)]
@@ -421,44 +437,61 @@ def _checked_labels(labels: Any, count: int) -> np.ndarray:
     return labels.astype(np.int64, copy=False)
 
 
-FPS_KEYS = ("type", "num_points", "num_encoding_neighbors", "neighborhood", "to_unit_sphere",
-            "training_class_distribution", "fast", "support_strategy", "center_on_pcloud")
-GRID_KEYS = ("type", "sphere_radius", "separation_factor", "cell_size", "interpolate", "num_points",
-             "num_encoding_neighbors", "to_unit_sphere", "training_class_distribution", "support_strategy",
-             "center_on_pcloud")
-OWN_KEYS = ("type", "num_points", "neighborhood", "subsampling", "cell_size", "num_encoding_neighbors",
-            "to_unit_sphere", "training_class_distribution", "center_on_pcloud")
+SUPPORT_KEYS = ("support_strategy", "support_strategy_num_points", "support_strategy_fast", "support_chunk_size",
+                "nthreads")
+# The original's report and export paths: pointseq writes no receptive-field reports; accepted, ignored, named once.
+REPORT_KEYS = ("receptive_fields_distribution_report_path", "receptive_fields_distribution_plot_path",
+               "receptive_fields_dir", "training_receptive_fields_distribution_report_path",
+               "training_receptive_fields_distribution_plot_path", "training_receptive_fields_dir",
+               "training_support_points_report_path", "support_points_report_path")
+COMMON_KEYS = ("num_encoding_neighbors", "to_unit_sphere", "training_class_distribution", "center_on_pcloud") + SUPPORT_KEYS
+FPS_KEYS = ("type", "pre_processor", "num_points", "neighborhood", "fast") + COMMON_KEYS + REPORT_KEYS
+GRID_KEYS = ("type", "pre_processor", "sphere_radius", "separation_factor", "cell_size", "interpolate",
+             "num_points") + COMMON_KEYS + REPORT_KEYS
+OWN_KEYS = ("type", "num_points", "neighborhood", "subsampling", "cell_size") + COMMON_KEYS
+PRE_PROCESSORS = {"furthest_point_subsampling": "furthestpointsubsamplingpreprocessor",
+                  "grid_subsampling": "gridsubsamplingpreprocessor"}  # the original's pipeline names
 
 
 def sampler_from_spec(spec: Mapping[str, Any]) -> CoveringFieldSampler:
     """A `CoveringFieldSampler` from a spec dict; type names are case-insensitive, keys starting
-    with ``_`` are comments, any other unknown key is refused.
+    with ``_`` are comments, any other unknown key is refused. The original's form
+    ``{"pre_processor": "furthest_point_subsampling" | "grid_subsampling", ...}`` is read too.
 
     - ``FurthestPointSubsamplingPreProcessor``: ``num_points`` (8000), ``num_encoding_neighbors``
       (3), ``neighborhood`` (required), ``to_unit_sphere``, ``training_class_distribution``,
-      ``fast`` (false: exact FPS; 2: random subset), ``support_strategy`` ("grid" only),
-      ``center_on_pcloud`` (false); ``neighborhood.radius: 0`` is one field holding the whole cloud.
+      ``fast`` (false: exact FPS; true: uniform downsampling to every ``n // num_points``-th
+      point first; 2: random subset), ``center_on_pcloud`` (false); ``neighborhood.radius: 0``
+      is one field holding the whole cloud.
     - ``GridSubsamplingPreProcessor``: a sphere of ``sphere_radius`` (1.0), ``separation_factor``
       (sqrt(3)/4), ``cell_size`` (0.1, a fraction of the radius), ``num_points`` (default one per
       cell of the sphere's bounding cube), ``num_encoding_neighbors`` (1). Fields keep one real
       point per occupied cell, so ``interpolate`` (of empty cells) is accepted and has no effect.
+    - both: ``support_strategy`` ("grid" or "fps"), ``support_strategy_num_points`` (1000),
+      ``support_strategy_fast``, ``support_chunk_size`` (supports per membership pass),
+      ``nthreads`` (threads; -1 every core); the report and export paths (`REPORT_KEYS`) are
+      accepted and ignored, with one warning naming them.
     - ``CoveringFieldSampler``: the constructor's arguments, as `get_config` writes them.
     """
     if not isinstance(spec, Mapping):
         raise TypeError(f"receptive field spec must be a dict, got {spec!r} ({type(spec).__name__})")
     spec = {key: value for key, value in spec.items() if not str(key).startswith("_")}
     kind = str(spec.get("type", "")).lower()
-    if spec.get("support_strategy", "grid") != "grid":
-        raise ValueError(f"support_strategy must be 'grid' (the covering grid), got {spec['support_strategy']!r}")
-    common = {key: spec[key] for key in ("num_encoding_neighbors", "to_unit_sphere", "training_class_distribution",
-                                         "center_on_pcloud") if key in spec}
+    if "type" not in spec and "pre_processor" in spec:
+        kind = PRE_PROCESSORS.get(str(spec["pre_processor"]).lower(), str(spec["pre_processor"]))
+    ignored = [key for key in REPORT_KEYS if key in spec]
+    if ignored and kind != "coveringfieldsampler":
+        warnings.warn(f"receptive field spec: {', '.join(ignored)} ignored (pointseq writes no receptive-field "
+                      f"reports or exports)", UserWarning, stacklevel=2)
+    common = {key: spec[key] for key in COMMON_KEYS if key in spec}
     if kind == "furthestpointsubsamplingpreprocessor":
         check_spec_keys(spec, "FurthestPointSubsamplingPreProcessor", FPS_KEYS, ("neighborhood",))
         fast = spec.get("fast", False)
-        if fast not in (False, 2) or fast is True:
-            raise ValueError(f"fast must be false (exact FPS) or 2 (random subset), got {fast!r}")
-        return CoveringFieldSampler(spec.get("num_points", 8000), spec["neighborhood"],
-                                    subsampling="random" if fast == 2 else "fps", **common)
+        if fast not in (False, True, 2) or isinstance(fast, float):
+            raise ValueError(f"fast must be false (exact FPS), true (uniform downsampling, then FPS) or 2 "
+                             f"(random subset), got {fast!r}")
+        subsampling = "random" if fast == 2 else "uniform_fps" if fast else "fps"
+        return CoveringFieldSampler(spec.get("num_points", 8000), spec["neighborhood"], subsampling=subsampling, **common)
     if kind == "gridsubsamplingpreprocessor":
         check_spec_keys(spec, "GridSubsamplingPreProcessor", GRID_KEYS)
         cell = np.broadcast_to(np.asarray(spec.get("cell_size", 0.1), dtype=np.float64), (3,))

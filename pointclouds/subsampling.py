@@ -99,8 +99,8 @@ def padded_blocks(offsets: np.ndarray, groups: np.ndarray, max_elements: int):
 def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int, *, nthreads: int = 1) -> np.ndarray:
     """Positions (B, num) of exact furthest-point sampling in each of B padded sets (B, n, 3).
 
-    ``valid`` (B, n) marks each set's points, a prefix of its row: the padding is never chosen
-    while a real point is left (sets of at most ``num`` points repeat theirs cyclically).
+    ``valid`` (B, n) marks each set's points: the padding is never chosen (a set of fewer than
+    ``num`` points has them all in FPS order, then its first position again).
     Position 0 is taken first; each next point is the one furthest from all chosen so far.
     The fast path for many fields at once (hierarchical fields call it per depth).
     """
@@ -110,7 +110,7 @@ def farthest_point_positions(coords: np.ndarray, valid: np.ndarray, num: int, *,
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         flat = np.asarray(coords, dtype=np.float32).astype(np.float64).reshape(-1, 3)
         positions, _ = field_kernels.field_kernel(flat, rows, np.zeros((valid.shape[0], 3)), offsets, num, 0,
-                                                  nthreads=nthreads)
+                                                  nthreads=nthreads, cyclic=False)
         return (rows % valid.shape[1])[offsets[:-1, None] + positions]  # back to positions in each padded row
     return farthest_point_slots(coords, valid, num, 0)[0]
 
