@@ -59,21 +59,16 @@ def _distance(xyz, i, cx, cy, cz):
 
 
 @_inline
-def _box_gaps(boxes, c, x, y, z):
-    """Smallest and largest squared distance (float64) from (x, y, z) to cell ``c``'s box."""
-    near = 0.0
-    far = 0.0
+def _box_gap(boxes, c, x, y, z):
+    """Smallest squared distance (float64) from (x, y, z) to cell ``c``'s box."""
+    total = 0.0
     for axis, value in enumerate((x, y, z)):
-        below = float(boxes[axis, c]) - float(value)
-        above = float(value) - float(boxes[axis + 3, c])
-        gap = max(below, above, 0.0)
-        span = max(-below, -above)
-        near += gap * gap
-        far += span * span
-    return near, far
+        gap = max(float(boxes[axis, c]) - float(value), float(value) - float(boxes[axis + 3, c]), 0.0)
+        total += gap * gap
+    return total
 
 
-PRUNE_BELOW, PRUNE_ABOVE = 1.0 - 1e-5, 1.0 + 1e-5  # box bounds widened past float32 rounding of point distances
+PRUNE_BELOW = 1.0 - 1e-5  # box distances shrunk past the float32 rounding of point distances
 POINTS_PER_CELL = 10  # about how many points of a neighbourhood share a pruning cell
 
 
@@ -127,7 +122,7 @@ def _fps_cells(cell_xyz, order, starts, boxes, cells, num, kept, near, reach, be
         kept[step] = order[current]
         cx, cy, cz = cell_xyz[0, current], cell_xyz[1, current], cell_xyz[2, current]
         for c in range(cells):
-            if _box_gaps(boxes, c, cx, cy, cz)[0] * PRUNE_BELOW >= reach[c]:
+            if _box_gap(boxes, c, cx, cy, cz) * PRUNE_BELOW >= reach[c]:
                 continue
             far, far_at = np.float32(-1.0), starts[c]
             for at in range(starts[c], starts[c + 1]):
