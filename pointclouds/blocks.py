@@ -10,7 +10,9 @@ exactly the supports, neighbourhoods, mean heights and coverage-pass supports th
 would, keeps the ones it owns, and builds those fields from the same points in the same order
 (FPS starts at the neighbourhood's lowest point index either way). So the per-point sums of
 all blocks equal the whole tile's up to the float32 rounding of the sums, which differs with
-the order of the additions (an exact tie between two classes can then go either way).
+the order of the additions (an exact tie between two classes can then go either way). Random
+subsampling agrees too: every block cuts with a copy of the tile's generator, and each draw is
+keyed by its field's support position and its point's position, not by block or index.
 
 Memory: the tile's xyz (float64) and the per-point sums (N x C float64) and field counts, plus
 one block at a time (its points and the fields it owns), instead of all fields of the tile.
@@ -18,6 +20,7 @@ one block at a time (its points and the fields it owns), instead of all fields o
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -102,13 +105,15 @@ def block_halo(sampler: CoveringFieldSampler) -> float:
 
 
 def tile_blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points: int,
-                rng_for: Callable[[int], np.random.Generator | None] = lambda number: None) -> Iterator[Block]:
+                rng: np.random.Generator | Callable[[int], np.random.Generator | None] | None = None) -> Iterator[Block]:
     """The tile's covering fields, block by block (`Block`); one block (indices None) when the
     tile has at most ``block_points`` points or its neighbourhood is the whole cloud.
 
-    ``points`` (N, 3) absolute float64. ``rng_for(number)`` gives block ``number``'s generator
-    (grid and random subsampling; FPS needs none, and then blocks equal the whole tile exactly;
-    random subsets differ from the whole tile's draws). Blocks that own no support are skipped.
+    ``points`` (N, 3) absolute float64. ``rng``: the tile's generator (grid and random
+    subsampling, random FPS supports; FPS needs none), or a callable whose value for 0 is it.
+    Every block cuts with a copy of it, and random draws are keyed by support and point
+    position, so for every sampler the blocks cut exactly the fields of ``sampler(points, rng)``.
+    FPS supports are chosen once over the whole tile. Blocks that own no support are skipped.
     Each block also reads a halo (`block_halo`) around its core: blocks much narrower than
     their halo read mostly their neighbours' points and bound memory little.
     """
@@ -116,25 +121,34 @@ def tile_blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points:
     if not isinstance(sampler, CoveringFieldSampler):
         raise TypeError(f"sampler must be a CoveringFieldSampler, got {type(sampler).__name__}")
     points = _checked_points(points)  # before the plan: NaN would make every edge NaN
+    rng = rng(0) if callable(rng) else rng
     if points.shape[0] <= block_points or sampler.neighborhood.whole_cloud:
-        return iter([Block(0, None, sampler(points, rng_for(0)))])
-    return _blocks(sampler, points, block_points, rng_for)
+        return iter([Block(0, None, sampler(points, rng))])
+    if sampler.needs_rng() and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator for this sampler, got {rng!r}")
+    return _blocks(sampler, points, block_points, rng)
 
 
 def _blocks(sampler: CoveringFieldSampler, points: np.ndarray, block_points: int,
-            rng_for: Callable[[int], np.random.Generator | None]) -> Iterator[Block]:
+            rng: np.random.Generator | None) -> Iterator[Block]:
     origin = points.min(axis=0)
     local_xy = points[:, :2] - origin[:2]
     hood = sampler.neighborhood  # the tile's grid (rounding is monotonic: max(p - o) == max(p) - o)
     grid = SupportGrid.over(np.zeros(hood.dims), (points.max(axis=0) - origin)[: hood.dims], hood.spacing)
     plan = BlockPlan.for_tile(local_xy, block_points, block_halo(sampler))
     del local_xy
+    supports = None
+    if sampler.support_strategy == "fps":  # the whole tile's FPS supports, drawn as the whole tile would
+        tile_rng = copy.deepcopy(rng)
+        sampler.field_seed(tile_rng)
+        supports = sampler.tile_supports(points - origin, tile_rng)
     for number in range(len(plan)):
         indices = np.flatnonzero(plan.read_mask(points, origin, number))
         if indices.size == 0:
             continue
-        frame = BlockFrame(origin, grid, lambda positions, number=number: plan.owner(positions[:, :2]) == number)
-        fields = sampler(points[indices], rng_for(number), block=frame)
+        frame = BlockFrame(origin, grid, lambda positions, number=number: plan.owner(positions[:, :2]) == number,
+                           supports)
+        fields = sampler(points[indices], copy.deepcopy(rng), block=frame)
         if len(fields):
             yield Block(number, indices, fields)
 

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from pointseq.arguments import check_spec_keys, require_positive
+from pointseq.pointclouds import field_kernels
+from pointseq.pointclouds.subsampling import farthest_point_rows, strided_rows
 
 NEIGHBORHOOD_TYPES = ("sphere", "cylinder", "rectangular2d", "rectangular3d")
 # Largest separation factor whose grid still covers every point (each point lies within half a
@@ -136,6 +138,7 @@ class BlockFrame:
     origin: np.ndarray
     grid: SupportGrid
     owns: Callable[[np.ndarray], np.ndarray]
+    supports: np.ndarray | None = None  # the tile's support positions when they are not grid nodes (FPS supports)
 
 
 def grid_supports(local: np.ndarray, neighborhood: Neighborhood, spacing: np.ndarray,
@@ -165,6 +168,26 @@ def grid_supports(local: np.ndarray, neighborhood: Neighborhood, spacing: np.nda
     return start + nodes * spacing
 
 
+def fps_supports(local: np.ndarray, neighborhood: Neighborhood, count: int, fast: bool | int = False,
+                 rng: np.random.Generator | None = None, *, nthreads: int = 1) -> np.ndarray:
+    """``count`` support positions (K, dims) among the points: furthest-point sampling over the
+    bounded axes from the first point (the original's ``support_strategy: "fps"``). ``fast``:
+    true, FPS over every ``N // count``-th point only; 2, a random subset of ``count`` points."""
+    coords = np.zeros((local.shape[0], 3))
+    coords[:, : neighborhood.dims] = local[:, : neighborhood.dims]
+    total = np.array([0, local.shape[0]])
+    if fast == 2:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy Generator for random FPS supports, got {rng!r}")
+        rows = rng.permutation(local.shape[0])[:count]
+    else:
+        rows = strided_rows(total, count)[0] if fast else np.arange(local.shape[0])
+        chosen = farthest_point_rows(coords[rows], np.array([0, rows.size]), min(count, rows.size),
+                                     nthreads=nthreads)[0][0]
+        rows = rows[chosen]
+    return local[np.sort(rows), : neighborhood.dims]
+
+
 def snapped_supports(local: np.ndarray, nodes: np.ndarray, neighborhood: Neighborhood) -> np.ndarray:
     """``center_on_pcloud``: each node moved onto its nearest point (Euclidean over the bounded
     axes) within the smallest radius; nodes with no point that close are dropped, and nodes that
@@ -180,33 +203,58 @@ def membership_pairs(local: np.ndarray, supports: np.ndarray, neighborhood: Neig
     """All (support, point) pairs with the point inside the support's neighbourhood.
 
     Returns two int64 arrays sorted by support, then by point index. Boundaries are inclusive.
+    """
+    offsets, members = membership_lists(local, supports, neighborhood)
+    return np.repeat(np.arange(offsets.size - 1), np.diff(offsets)), members
+
+
+def membership_lists(local: np.ndarray, supports: np.ndarray, neighborhood: Neighborhood, *, chunk: int = 0,
+                     nthreads: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The neighbourhood of every support in CSR form: support s holds the points
+    ``members[offsets[s]:offsets[s + 1]]`` (ascending). Boundaries are inclusive.
+
     Points are binned into grid cells (a fraction of the radius); each support takes the points of
-    the cells its shape reaches, testing distances only in cells that straddle its boundary.
+    the cells its shape reaches. Compiled (`field_kernels`, ``nthreads`` threads) when numba is
+    installed, else array passes that test distances only in cells straddling the boundary.
+    ``chunk``: supports handled together (0: automatic); it bounds the working memory only.
     """
     scaled = neighborhood.scaled(local)
     centres = neighborhood.scaled(np.asarray(supports, dtype=np.float64).reshape(-1, neighborhood.dims))
     grid = CellGrid(scaled, centres, neighborhood.norm, max(MAX_MEMBERSHIP_CELLS, 4 * scaled.shape[0]))
     ordered = np.take(scaled, grid.order, axis=0).T.copy()  # (dims, N) in cell order: a cell is one range
     centre_keys = grid.keys_of(centres)
-    per_chunk = max(1, PAIR_CHUNK // grid.stencil_keys.size)
-    support_parts, point_parts = [], []
+    per_chunk = chunk or (centres.shape[0] if field_kernels.AVAILABLE else max(1, PAIR_CHUNK // grid.stencil_keys.size))
+    sizes, parts = [], []
     for first in range(0, centres.shape[0], per_chunk):
-        chunk = centres[first:first + per_chunk]
-        cells = (centre_keys[first:first + per_chunk, None] + grid.stencil_keys).ravel()
-        entry = np.flatnonzero(grid.counts[cells])  # (support, stencil) entries whose cell holds points
-        support, step = np.divmod(entry, grid.stencil_keys.size)
-        corners = grid.corner(centre_keys[first + support]) + grid.stencil[step] * grid.side
-        near, far = box_distances(chunk[support], corners, grid.side, neighborhood.norm)
-        reached = near <= 1.0 + 1e-9
-        whole = far[reached] <= 1.0 - 1e-9  # the whole cell lies in the shape: nothing to test
-        rows, row_support, keep = grid.rows_of(cells[entry[reached]], support[reached], whole)
-        tested = np.flatnonzero(~keep)  # rows in cells on the shape's boundary
-        keep[tested] = unit_distances(ordered, rows[tested], chunk.T, row_support[tested], neighborhood.norm) <= 1.0
-        support_parts.append(row_support[keep] + first)
-        point_parts.append(grid.order[rows[keep]])
-    support = np.concatenate(support_parts)  # already grouped by support, ascending
-    count = local.shape[0]
-    key = np.sort(support * count + np.concatenate(point_parts))  # points ascending within each support
+        part = slice(first, first + per_chunk)
+        if field_kernels.AVAILABLE:
+            offsets, members = field_kernels.member_lists(ordered, grid.order, grid.starts, grid.counts,
+                                                          centre_keys[part], grid.stencil_keys, centres[part],
+                                                          neighborhood.norm == np.inf, nthreads)
+            sizes.append(np.diff(offsets))
+        else:
+            support, members = _chunk_pairs(grid, ordered, centres[part], centre_keys[part], neighborhood.norm)
+            sizes.append(np.bincount(support, minlength=centres[part].shape[0]))
+        parts.append(members)
+    sizes = np.concatenate(sizes) if sizes else np.zeros(0, dtype=np.int64)
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64), np.concatenate(parts or [np.zeros(0, np.int64)])
+
+
+def _chunk_pairs(grid: "CellGrid", ordered: np.ndarray, chunk: np.ndarray, chunk_keys: np.ndarray,
+                 norm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(support, point) pairs of the supports ``chunk`` (scaled), sorted by support then point."""
+    cells = (chunk_keys[:, None] + grid.stencil_keys).ravel()
+    entry = np.flatnonzero(grid.counts[cells])  # (support, stencil) entries whose cell holds points
+    support, step = np.divmod(entry, grid.stencil_keys.size)
+    corners = grid.corner(chunk_keys[support]) + grid.stencil[step] * grid.side
+    near, far = box_distances(chunk[support], corners, grid.side, norm)
+    reached = near <= 1.0 + 1e-9
+    whole = far[reached] <= 1.0 - 1e-9  # the whole cell lies in the shape: nothing to test
+    rows, row_support, keep = grid.rows_of(cells[entry[reached]], support[reached], whole)
+    tested = np.flatnonzero(~keep)  # rows in cells on the shape's boundary
+    keep[tested] = unit_distances(ordered, rows[tested], chunk.T, row_support[tested], norm) <= 1.0
+    support, count = row_support[keep], ordered.shape[1]
+    key = np.sort(support * count + grid.order[rows[keep]])  # points ascending within each support
     return support, key - support * count
 
 

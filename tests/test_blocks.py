@@ -119,3 +119,39 @@ def test_the_tile_accumulator_refuses_half_added_blocks_and_uncovered_points():
         tile.add(block, accumulator)
     with pytest.raises(ValueError, match=f"{len(points)} points lie in no field: the blocks do not cover the tile"):
         tile.result()
+
+
+SAMPLERS = [
+    dict(subsampling="random"),
+    dict(subsampling="grid", cell_size=0.3),
+    dict(subsampling="uniform_fps"),
+    dict(subsampling="fps", support_strategy="fps", support_strategy_num_points=40),
+    dict(subsampling="random", support_strategy="fps", support_strategy_num_points=40, support_strategy_fast=2),
+    dict(subsampling="fps", support_strategy="fps", support_strategy_num_points=40, support_strategy_fast=True),
+]
+
+
+@pytest.mark.parametrize("options", SAMPLERS)
+@pytest.mark.parametrize("hood", [HOODS[0], HOODS[1]])
+def test_blocks_equal_the_whole_tile_for_every_sampler_random_ones_included(options, hood):
+    points = rough_tile(2500)
+    sampler = CoveringFieldSampler(24, hood, num_encoding_neighbors=2, **options)
+    whole = sampler(points, np.random.default_rng(3))
+    blocks = list(tile_blocks(sampler, points, 500, np.random.default_rng(3)))
+    assert len(blocks) >= 6
+    whole_fields = {tuple(c): tuple(i) for c, i in zip(whole.centres.round(9), whole.indices)}
+    block_fields = [(tuple(c), tuple(b.indices[i])) for b in blocks for c, i in zip(b.fields.centres.round(9), b.fields.indices)]
+    assert len(block_fields) == len(whole) and dict(block_fields) == whole_fields
+    # the same member slots: each point's nearest kept points in each field
+    whole_slots = {(tuple(c), int(m)): tuple(s) for f, c in enumerate(whole.centres.round(9))
+                   for m, s in zip(whole.member_indices[whole.member_offsets[f]:whole.member_offsets[f + 1]],
+                                   whole.member_slots[whole.member_offsets[f]:whole.member_offsets[f + 1]])}
+    for b in blocks:
+        f = b.fields
+        for g, c in enumerate(f.centres.round(9)):
+            rows = slice(f.member_offsets[g], f.member_offsets[g + 1])
+            for m, s in zip(b.indices[f.member_indices[rows]], f.member_slots[rows]):
+                assert whole_slots[(tuple(c), int(m))] == tuple(s)
+    if options["subsampling"] in ("random", "grid"):  # another generator, other fields
+        other = sampler(points, np.random.default_rng(4))
+        assert not np.array_equal(other.indices, whole.indices)

@@ -194,8 +194,8 @@ def test_original_specs_are_accepted_and_bad_ones_refused():
                               "interpolate": False})
     assert (grid.num_points, grid.subsampling, grid.neighborhood.radius) == (8000, "grid", (0.2, 0.2, 0.2))
     assert sampler_from_spec(fps.get_config()).get_config() == fps.get_config()
-    with pytest.raises(TypeError, match=r"unknown key\(s\) \['nthreads'\]"):
-        sampler_from_spec({"type": "FurthestPointSubsamplingPreProcessor", "nthreads": 4,
+    with pytest.raises(TypeError, match=r"unknown key\(s\) \['nthread'\]"):
+        sampler_from_spec({"type": "FurthestPointSubsamplingPreProcessor", "nthread": 4,
                            "neighborhood": {"type": "sphere", "radius": 1.0}})
     with pytest.raises(ValueError, match="neighborhood type must be one of"):
         CoveringFieldSampler(8, {"type": "cone", "radius": 1.0})
