@@ -94,7 +94,9 @@ def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batc
     encoder = encoder_from_spec(pipeline.get("encoder"))
     encoder.bind(sampler)
     seed = int(pipeline.get("seed", 0))
-    feature_spec = FeatureSpec.from_spec(pipeline["features"])
+    # Features of the whole tile, once: mined features of a block's points would miss their
+    # neighbours beyond the block.
+    tile_features = FeatureSpec.from_spec(pipeline["features"])(cloud)
     tile = TileAccumulator(len(cloud), ClassMap.from_config(pipeline["class_map"]).num_classes)
     for block in tile_blocks(sampler, cloud.points, block_points, lambda number: field_rng(seed, number)):
         part = cloud if block.indices is None else block_cloud(cloud, block.indices)
@@ -104,7 +106,8 @@ def predict_cloud(model: keras.Model, pipeline: dict, cloud: PointCloud, *, batc
         accumulator = PropagationAccumulator(fields, tile.num_classes)
         bar = keras.utils.Progbar(len(fields), unit_name="field", verbose=1 if sys.stdout.isatty() else 2) \
             if progress else None  # a redirected stdout gets one plain line per block
-        features = feature_spec(part)
+        features = (tile_features if block.indices is None or tile_features is None
+                    else tile_features[block.indices])
         for first in range(0, len(fields), FIELDS_PER_BLOCK):
             stop = min(first + FIELDS_PER_BLOCK, len(fields))
             accumulator.add(first, predict_fields(model, encoder, part.points, fields, features, first, stop,
