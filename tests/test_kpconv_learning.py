@@ -14,7 +14,7 @@ from pointseq.sequencers.models.kpconv_model import kpconv_model_for_encoder
 from pointseq.sequencers.models.losses import WeightedSparseCrossEntropy
 from pointseq.sequencers.models.pointnet_model import build_pointnet_segmentation_model
 
-SYNTHETIC = "pointseq.cli.synthetic_tiles"  # moving to pointseq.tiles.synthetic
+SYNTHETIC = "pointseq.tiles.synthetic"  # moving to pointseq.tiles.synthetic
 CODES = (2, 5, 6)  # ground, vegetation, building; noise (7) is ignored
 UPDATES, BATCH = 120, 8
 HIERARCHY = {"type": "hierarchical_fps", "num_points_per_depth": [128, 32, 8], "num_pwise_neighbors": [12, 8, 4],
