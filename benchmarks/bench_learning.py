@@ -7,7 +7,7 @@ Splits are spatial, never random: the tile cut at the median x (train west, test
 the median y (train south, test north). ASPRS noise (codes 7, 18) is ignored. Features are
 computed once per tile on the whole tile (as prediction would): the miners' eigenvalue features
 at radii 1, 2, 4 m (converted by the file's CRS unit) and at the 16 nearest points, densities,
-heights above the cell minimum / below the cell maximum at 5 and 20 m cells, plus the intensity,
+heights above the cell minimum / below the cell maximum at 2.5 to 40 m cells, plus the intensity,
 return and colour dimensions a file has.
 
 Methods are columns: a function per method takes the train and test `TilePart` and returns
@@ -42,7 +42,7 @@ from pointseq.pointclouds.metrics import classification_metrics  # noqa: E402
 TILES = {"autzen": "autzen_trim.laz", "six_class": "file_with_both_wkt_and_geotiff_vlrs.las",
          "append_bug": "append-bug.laz"}
 RADII_METRES = (1.0, 2.0, 4.0)
-CELLS_METRES = (5.0, 20.0)
+CELLS_METRES = (2.5, 5.0, 10.0, 20.0, 40.0)
 NEIGHBOURS = 16
 EIGEN = ("linearity", "planarity", "sphericity", "omnivariance", "anisotropy", "eigenentropy",
          "surface_variation", "verticality")
