@@ -39,6 +39,7 @@ DENSITY_FEATURES = ("density",)
 COLOUR_FEATURES = ("hue", "saturation", "value")
 BLOCK_ENTRIES = 1 << 20  # k-NN slots per block: about 24 MiB of float64 offsets
 BLOCK_PAIRS = 1 << 21  # radius pairs per xy block: a few hundred MiB of work arrays at most
+MAX_RING = 8  # xy blocks are at least radius / MAX_RING wide
 
 
 def _tree(points: np.ndarray) -> tuple[cKDTree, np.ndarray]:
@@ -64,33 +65,38 @@ def knn_blocks(tree: cKDTree, local: np.ndarray, k: int,
 
 def _block_side(tree: cKDTree, local: np.ndarray, radius: float, block_pairs: int) -> float:
     """The side of the xy blocks `radius_pairs` cuts: about ``block_pairs`` neighbour pairs each
-    (the mean neighbour count estimated on an even sample), never under ``radius``."""
+    (the mean neighbour count estimated on an even sample), at least ``radius / MAX_RING``."""
     sample = local[np.linspace(0, len(local) - 1, min(len(local), 2048)).astype(np.int64)]
     mean_count = float(np.mean(tree.query_ball_point(sample, radius, return_length=True)))
     extent = np.maximum(np.ptp(local[:, :2], axis=0), radius)
     points_per_block = max(block_pairs / max(mean_count, 1.0), 1.0)
-    return max(math.sqrt(float(extent[0] * extent[1]) * points_per_block / len(local)), float(radius))
+    return max(math.sqrt(float(extent[0] * extent[1]) * points_per_block / len(local)), float(radius) / MAX_RING)
 
 
 def radius_pairs(local: np.ndarray, radius: float, *, block_pairs: int = BLOCK_PAIRS,
                  tree: cKDTree | None = None) -> Iterator[tuple[np.ndarray, int, np.ndarray]]:
     """Blocks ``(members, core, pairs)`` covering every point of ``local`` (2 or 3 columns):
-    ``members[:core]`` are the points of one xy block, ``members[core:]`` those of its 8
-    neighbour blocks within ``radius`` of it, ``pairs`` ``(P, 2)`` every pair of members within
-    distance ``radius`` (<=, each pair once, as indices into ``members``). So the pairs name
-    every neighbour of each core point, and memory stays near ``block_pairs`` pairs whatever the
-    cloud's size (blocks are at least ``radius`` wide, pairs from scipy's ``query_pairs``).
+    ``members[:core]`` are the points of one xy block, ``members[core:]`` those of the blocks
+    around it within ``radius`` of it, ``pairs`` ``(P, 2)`` indices into ``members`` of pairs
+    within distance ``radius`` (<=) that name every neighbour of each core point once (the point
+    itself excluded). Memory stays near ``block_pairs`` pairs whatever the cloud's size.
+
+    Blocks at least ``radius`` wide take their pairs from scipy's ``query_pairs`` over the
+    block and its 8 neighbours; narrower ones (dense clouds, large radii) from the core's
+    ``sparse_distance_matrix`` to the blocks within ``radius``, so no pair is computed twice.
     """
     if not len(local):
         return
     side = _block_side(cKDTree(local) if tree is None else tree, local, radius, block_pairs)
-    cells = np.floor((local[:, :2] - local[:, :2].min(axis=0)) / side).astype(np.int64) + 1
-    height = int(cells[:, 1].max()) + 2
+    ring = int(math.ceil(radius / side - 1e-9))
+    cells = np.floor((local[:, :2] - local[:, :2].min(axis=0)) / side).astype(np.int64) + ring
+    height = int(cells[:, 1].max()) + 2 * ring + 1
     keys = cells[:, 0] * height + cells[:, 1]
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     blocks = np.unique(sorted_keys)
-    shifts = np.array([0] + [dx * height + dy for dx in (-1, 0, 1) for dy in (-1, 0, 1) if dx or dy])
+    steps = range(-ring, ring + 1)
+    shifts = np.array([0] + [dx * height + dy for dx in steps for dy in steps if dx or dy])
     lows = np.searchsorted(sorted_keys, blocks[:, None] + shifts, side="left")
     highs = np.searchsorted(sorted_keys, blocks[:, None] + shifts, side="right")
     for low, high in zip(lows, highs):
@@ -99,8 +105,18 @@ def radius_pairs(local: np.ndarray, radius: float, *, block_pairs: int = BLOCK_P
         box_low, box_high = local[rows, :2].min(axis=0) - radius, local[rows, :2].max(axis=0) + radius
         around = around[np.all((local[around, :2] >= box_low) & (local[around, :2] <= box_high), axis=1)]
         members = np.concatenate([rows, around])
-        pairs = cKDTree(local[members]).query_pairs(radius, output_type="ndarray")
-        yield members, len(rows), pairs[(pairs < len(rows)).any(axis=1)]
+        yield members, len(rows), _member_pairs(local[members], len(rows), radius, ring)
+
+
+def _member_pairs(points: np.ndarray, core: int, radius: float, ring: int) -> np.ndarray:
+    """The pairs of `radius_pairs` for one block's ``points`` (its ``core`` first)."""
+    if ring == 1:
+        pairs = cKDTree(points).query_pairs(radius, output_type="ndarray")
+        return pairs[(pairs < core).any(axis=1)]
+    cross = cKDTree(points[:core]).sparse_distance_matrix(cKDTree(points), radius, output_type="ndarray")
+    first, second = cross["i"].astype(np.int64), cross["j"].astype(np.int64)
+    once = (second >= core) | (first < second)  # a pair of two core points appears both ways
+    return np.column_stack([first[once], second[once]])
 
 
 def _pair_sums(pairs: np.ndarray, values: np.ndarray, size: int, sign: float = 1.0) -> np.ndarray:

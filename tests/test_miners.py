@@ -82,17 +82,24 @@ def test_eigen_features_match_the_reference(offset, neighbourhood):
     assert got["sphericity"][280:340].mean() > 0.25 and got["verticality"][:240].mean() < 0.05
 
 
-def test_radius_blocks_give_the_result_of_one_block():
-    points = scene((1e5, 2e5, 10.0))
+@pytest.mark.parametrize("dense, block_pairs", [(False, 40), (True, 3000), (True, 40000)])
+def test_radius_blocks_give_the_result_of_one_block(dense, block_pairs):
+    """Blocks wider than the radius (pairs within 3 x 3 blocks) and narrower (rings of blocks)."""
+    rng = np.random.default_rng(5)
+    points = rng.uniform(0, 2, (500, 3)) * [1, 1, 0.1] + [1e5, 2e5, 10.0] if dense else scene((1e5, 2e5, 10.0))
     whole = miners.neighbourhood_eigen(points, radius=0.8, block_pairs=1 << 30)
-    cut = miners.neighbourhood_eigen(points, radius=0.8, block_pairs=40)
+    cut = miners.neighbourhood_eigen(points, radius=0.8, block_pairs=block_pairs)
     np.testing.assert_allclose(cut[0], whole[0], rtol=1e-9, atol=1e-12)
-    pairs = list(miners.radius_pairs(points - points.min(axis=0), 0.8, block_pairs=40))
-    assert len(pairs) > 4
-    covered = np.concatenate([members[:core] for members, core, _ in pairs])
+    blocks = list(miners.radius_pairs(points - points.min(axis=0), 0.8, block_pairs=block_pairs))
+    assert len(blocks) > 2
+    covered = np.concatenate([members[:core] for members, core, _ in blocks])
     np.testing.assert_array_equal(np.sort(covered), np.arange(len(points)))
-    np.testing.assert_allclose(miners.point_density(points, 0.8, block_pairs=40),
-                               miners.point_density(points, 0.8), rtol=0, atol=0)
+    counts = np.zeros(len(points))
+    for members, core, pairs in blocks:  # each core point's neighbours, each once
+        for end in (0, 1):
+            np.add.at(counts, members[pairs[:, end]][pairs[:, end] < core], 1)
+    want = [len(m) - 1 for m in reference_neighbours(points, radius=0.8)]
+    np.testing.assert_array_equal(counts, want)
 
 
 def test_heights_density_and_hsv_match_the_reference():
