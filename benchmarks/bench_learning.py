@@ -168,7 +168,7 @@ def segmenter(model: str, **options) -> Callable[[TilePart, TilePart], np.ndarra
 
 METHODS: dict[str, Callable[[TilePart, TilePart], np.ndarray]] = {
     "majority": majority, "gbm": gradient_boosting, "gbm_geometric": geometric_gradient_boosting,
-    "pointnet": segmenter("pointnet")}
+    "pointnet": segmenter("pointnet"), "kpconv": segmenter("kpconv"), "sparse_unet": segmenter("sparse_unet")}
 
 
 def scores(test: TilePart, predicted: np.ndarray) -> dict:

@@ -86,6 +86,11 @@ def _predict(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--block-points", type=int, default=None, metavar="N",
                         help="cut tiles of more than N points into xy blocks of about N points each, with the "
                              "same result as the whole tile (bounds memory; default 2000000)")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write <name>_preview.png: the tile from above in its predicted classes")
+    parser.add_argument("--allow-unit-mismatch", action="store_true",
+                        help="predict a tile whose CRS states another coordinate unit than the training files' "
+                             "(default: refuse it; fields and features would be cut at the wrong size)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(run="pointseq.cli.predict:run")
 
@@ -98,7 +103,7 @@ def _evaluate(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--classes", metavar="TRAIN_OUTPUT_DIR", help="use the class map of a training output")
     parser.add_argument("--ignore", type=_codes, default=[], metavar="CODES",
                         help="comma-separated codes left out of the figures (e.g. 7,18)")
-    parser.add_argument("--output", default="evaluation", help="folder for evaluation.json and confusion_matrix.png")
+    parser.add_argument("--output", default="evaluation", help="folder for evaluation.json, confusion_matrix.png and <name>_errors.png per file")
     parser.set_defaults(run="pointseq.cli.evaluate:run")
 
 

@@ -2,7 +2,8 @@
 
 Each input goes through `pointseq.tiles.prediction.predict_file` (covering fields, the model
 type's encoder, propagation back to every point) into ``DIR/<input name>`` (LAS/LAZ; other
-inputs become ``.laz``). The output folder is created when the first output is written (after
+inputs become ``.laz``); ``--preview`` adds ``DIR/<input stem>_preview.png``, the tile from
+above in its predicted classes. The output folder is created when the first output is written (after
 its input was read and predicted), so a call that fails on its inputs or on the training
 output leaves no folder behind.
 """
@@ -52,9 +53,15 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{path}:")
         with inputs_as_usage_errors(f"input {path!r}"):
-            _, codes, _ = predict_file(model, pipeline, path, target, probabilities=args.probabilities,
+            _, codes, cloud = predict_file(model, pipeline, path, target, probabilities=args.probabilities,
                                        write_classification=args.write_classification, batch_size=args.batch_size,
                                        block_points=args.block_points or DEFAULT_BLOCK_POINTS,
-                                       progress=not args.quiet)
+                                       progress=not args.quiet, allow_unit_mismatch=args.allow_unit_mismatch)
         print(f"wrote {target} ({len(codes)} points)")
+        if args.preview:
+            from pointseq.tiles.pictures import save_prediction_preview
+
+            preview = save_prediction_preview(cloud.points, codes, os.path.splitext(target)[0] + "_preview.png",
+                                              title=f"{os.path.basename(target)}: {len(codes):,} points, predicted")
+            print(f"wrote {preview}")
     return 0

@@ -70,14 +70,8 @@ def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | Non
         int64 ``(n, kernel_size**3)``: rows into the same concatenated arrays (or, with
         ``local``, each grid's own rows); a grid's cells only ever find cells of the same grid.
     """
-    coords = np.asarray(coords, dtype=np.int64)
-    if coords.ndim != 2 or coords.shape[1] != 3:
-        raise ValueError(f"coords must have shape (n, 3), got {coords.shape}")
+    coords, dims, starts = _checked_grids(coords, dims, starts)
     n = len(coords)
-    starts = np.array([0, n], dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
-    if starts.ndim != 1 or starts[0] != 0 or starts[-1] != n or np.any(np.diff(starts) < 0):
-        raise ValueError(f"starts must rise from 0 to the {n} rows, got {starts!r:.80}")
-    dims = np.broadcast_to(np.asarray(dims, dtype=np.int64), (len(starts) - 1, 3))
     offsets = kernel_offsets(kernel_size)
     if n == 0:
         return np.full((0, len(offsets)), missing, dtype=np.int64)
@@ -105,13 +99,29 @@ def neighbor_rows(coords: np.ndarray, dims: np.ndarray, starts: np.ndarray | Non
     # Ascending: grids one after the other, and within a grid the padded keys keep the order.
     joint = grid * stride + np.einsum("ij,ij->i", coords + r, steps[grid])
     query = joint[:, None] + (steps @ offsets.T)[grid]  # (n, K)
-    table_size = stride * (len(starts) - 1)
+    return _lookup(joint, query, rows, stride * (len(starts) - 1), missing)
+
+
+def _checked_grids(coords, dims, starts) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``coords`` as int64 ``(n, 3)``, ``dims`` as ``(G, 3)`` and ``starts`` checked to rise 0..n."""
+    coords = np.asarray(coords, dtype=np.int64)
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coords must have shape (n, 3), got {coords.shape}")
+    n = len(coords)
+    starts = np.array([0, n], dtype=np.int64) if starts is None else np.asarray(starts, dtype=np.int64)
+    if starts.ndim != 1 or starts[0] != 0 or starts[-1] != n or np.any(np.diff(starts) < 0):
+        raise ValueError(f"starts must rise from 0 to the {n} rows, got {starts!r:.80}")
+    return coords, np.broadcast_to(np.asarray(dims, dtype=np.int64), (len(starts) - 1, 3)), starts
+
+
+def _lookup(joint: np.ndarray, query: np.ndarray, rows: np.ndarray, table_size: int, missing: int) -> np.ndarray:
+    """Row of each ``query`` key among the ascending ``joint`` keys; ``missing`` where absent."""
     if table_size <= max(_TABLE_PER_QUERY * query.size, _SMALL_TABLE):
         # Small key space: a dense key -> row table answers each query with one gather.
         table = np.full(table_size, missing, dtype=np.int64)
         table[joint] = rows
         return table[query]
-    pos = np.minimum(np.searchsorted(joint, query), n - 1)
+    pos = np.minimum(np.searchsorted(joint, query), len(joint) - 1)
     return np.where(joint[pos] == query, rows[pos], missing)
 
 

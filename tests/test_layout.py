@@ -131,8 +131,8 @@ def test_nothing_outside_the_command_imports_it():
 
 
 def test_the_cli_rule_catches_an_import_from_a_library_module_and_a_readme_block():
-    tree = ast.parse("from pointseq.tiles.recipe import CLASSES\nimport pointseq.cli\n")
-    assert cli_imports(imported_names(tree)) == ["pointseq.cli", "pointseq.tiles.recipe", "pointseq.tiles.recipe.CLASSES"]
+    tree = ast.parse("from pointseq.cli.recipe import CLASSES\nimport pointseq.cli\n")
+    assert cli_imports(imported_names(tree)) == ["pointseq.cli", "pointseq.cli.recipe", "pointseq.cli.recipe.CLASSES"]
     readme = "text\n```python\nfrom pointseq.cli.train import run\n```\n"
     assert cli_imports(imported_names(ast.parse(python_blocks(readme)[0]))) != []
 

@@ -140,3 +140,28 @@ def test_train_defaults_are_metres_and_the_files_bit_depth(tmp_path):
                                 "encoder": {"type": "dense"}}}
     assert with_recipe_defaults({**given, "backbone": {"augmentor": None}}, shadow) == (
         {"backbone": {"augmentor": None}, "offline_pcloud": {**given["offline_pcloud"], "classes": CLASSES, "seed": 0}})
+
+
+def test_a_tile_in_another_unit_than_the_training_files_is_refused_unless_allowed(tmp_path):
+    from pointseq.tiles.prediction import check_tile_unit
+
+    feet = _las(tmp_path / "feet.las", crs="wkt-foot")
+    with pytest.raises(ValueError, match=r"units of 0.3048 m \(its CRS\) but the model was trained on files in "
+                                         r"units of 1 m.*--allow-unit-mismatch"):
+        check_tile_unit({"unit_metres": 1.0}, feet)
+    with pytest.warns(UserWarning, match="3.28 times too large"):
+        check_tile_unit({"unit_metres": 1.0}, feet, allow_unit_mismatch=True)
+    check_tile_unit({"unit_metres": 0.3048}, _las(tmp_path / "us.las", crs="geokey-us-foot"))  # one unit for fields
+
+
+def test_a_unit_stated_on_one_side_only_warns(tmp_path, recwarn):
+    from pointseq.tiles.prediction import check_tile_unit
+
+    feet, plain = _las(tmp_path / "feet.las", crs="wkt-foot"), _las(tmp_path / "plain.las")
+    with pytest.warns(UserWarning, match=r"states a coordinate unit of 0.3048 m and the other side none"):
+        check_tile_unit({"unit_metres": None}, feet)
+    with pytest.warns(UserWarning, match=r"the training files state a coordinate unit of 0.3048 m"):
+        check_tile_unit({"unit_metres": 0.3048}, plain)
+    check_tile_unit({"unit_metres": None}, plain)
+    check_tile_unit({"unit_metres": 1.0}, plain)
+    assert len(recwarn) == 0

@@ -52,7 +52,7 @@ def test_train_writes_model_state_and_report_then_resumes(spec_dir, capsys):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model": {"type": "resnet"}}, "model type must be one of ['pointnet', 'shadow'], got 'resnet'"),
+    ({"model": {"type": "resnet"}}, "model type must be one of ['kpconv', 'pointnet', 'shadow', 'sparse_unet'], got 'resnet'"),
     ({"epochs": 0}, "epochs must be a positive int, got 0"),
     ({"optimizer": "sgd"}, "unknown keys ['optimizer']"),
     ({"data": {"X": "missing.npy"}}, "data.X file"),

@@ -32,11 +32,13 @@ def trained(tmp_path_factory):
 def test_train_predict_evaluate_from_the_cli(trained, capsys):
     folder, paths = trained
     out = folder / "out"
-    assert {"model.keras", "pipeline.json", "train_spec.json", "report.json"} <= set(os.listdir(out))
+    assert {"model.keras", "pipeline.json", "train_spec.json", "report.json", "curves.png"} <= set(os.listdir(out))
+    assert json.loads((out / "pipeline.json").read_text())["unit_metres"] is None  # the tiles state no CRS
     report = json.loads((out / "report.json").read_text())["validation"]
     assert report["mean_iou"] > report["majority_baseline"]["mean_iou"] + MARGIN
     assert main(["predict", str(out), paths[2], "--output", str(folder / "pred"), "--probabilities",
-                 "--write-classification", "--quiet"]) == 0
+                 "--write-classification", "--preview", "--quiet"]) == 0
+    assert (folder / "pred" / "tile_2_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     source, result = laspy.read(paths[2]), laspy.read(folder / "pred" / "tile_2.laz")
     for name in source.point_format.dimension_names:  # every point, in order, every dimension kept
         if name != "classification":
@@ -59,7 +61,8 @@ def test_train_predict_evaluate_from_the_cli(trained, capsys):
     confusion = np.array(figures["confusion_matrix"])  # the trained classes; no "other": nothing fell there
     np.testing.assert_array_equal(confusion, report["confusion_matrix"])
     assert figures["class_names"] == ["2", "5", "6"] and figures["prediction_only_columns"] == []
-    assert (folder / "eval" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for picture in ("confusion_matrix.png", "eval_input_errors.png"):
+        assert (folder / "eval" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_refusals_exit_2_with_one_line(trained, tmp_path, capsys):

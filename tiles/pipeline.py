@@ -32,15 +32,16 @@ MODEL_FILE = "model.keras"
 FIELDS_PER_BLOCK = 256  # fields whose inputs and probabilities are held at once
 
 
-def make_pipeline(settings: dict, pcloud_config: dict) -> dict:
-    """The ``pipeline.json`` content from the model settings and a cache's stored ``offline_pcloud`` config."""
+def make_pipeline(settings: dict, pcloud_config: dict, unit_metres: float | None = None) -> dict:
+    """The ``pipeline.json`` content from the model settings, a cache's stored ``offline_pcloud``
+    config and the coordinate unit the training files' CRS state (None: none states one)."""
     sampler = dict(pcloud_config["sampler"])
     sampler["training_class_distribution"] = None  # prediction covers every point
     return {"model": {k: v for k, v in settings.items() if k != "num_classes"}, "sampler": sampler,
             "encoder": pcloud_config["encoder"], "features": pcloud_config["feature_normalisation"],
             "inputs": pcloud_config.get("inputs"), "class_map": pcloud_config["class_map"],
             "label": pcloud_config.get("label", "classification"), "seed": pcloud_config.get("seed", 0),
-            "unit_metres": pcloud_config.get("unit_metres")}
+            "unit_metres": unit_metres}
 
 
 def load_training_output(folder: str) -> tuple[keras.Model, dict]:

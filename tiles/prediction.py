@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 import keras
 import numpy as np
@@ -23,6 +24,9 @@ from pointseq.pointclouds.las_stream import read_las_columns, write_las_streamin
 from pointseq.pointclouds.reading import LAS_SUFFIXES
 from pointseq.tiles.evaluation import prediction_record
 from pointseq.tiles.pipeline import predict_cloud
+from pointseq.tiles.recipe import coordinate_unit_metres
+
+UNIT_TOLERANCE = 1e-4  # relative: a foot and a US survey foot (2e-6 apart) cut the same fields
 
 
 def output_path(folder: str, source: str) -> str:
@@ -43,12 +47,40 @@ def read_for_prediction(path: str, pipeline: dict) -> PointCloud:
     return read_point_cloud(path, label=None)
 
 
+def check_tile_unit(pipeline: dict, path: str, allow_unit_mismatch: bool = False) -> None:
+    """Compare the coordinate unit a tile's CRS states with the training files' (``pipeline``).
+
+    Fields and mined features are cut at sizes in the training files' unit, so a tile in
+    another unit is seen at the wrong scale: ValueError when both state different units
+    (a warning with ``allow_unit_mismatch``), a warning when only one states a unit other
+    than the metre and the other is taken to share it."""
+    trained, tile = pipeline.get("unit_metres"), coordinate_unit_metres(path)
+    if trained is not None and tile is not None:
+        if abs(tile - trained) <= UNIT_TOLERANCE * trained:
+            return
+        message = (f"tile {path!r} has coordinates in units of {tile:g} m (its CRS) but the model was trained on "
+                   f"files in units of {trained:g} m, so its fields and features would be cut "
+                   f"{trained / tile:.3g} times too large")
+        if not allow_unit_mismatch:
+            raise ValueError(message + "; reproject the tile to the training files' unit, or allow the mismatch "
+                             "(allow_unit_mismatch=True, --allow-unit-mismatch) to predict it anyway")
+        warnings.warn(message, UserWarning, stacklevel=2)
+    elif (trained or 1.0) != (tile or 1.0):
+        stated, side = (trained, "the training files state") if tile is None else (tile, f"tile {path!r} states")
+        warnings.warn(f"{side} a coordinate unit of {stated:g} m and the other side none; both are taken to "
+                      f"be in units of {trained or 1.0:g} m (the model's): check the tile's CRS",
+                      UserWarning, stacklevel=2)
+
+
 def predict_file(model: keras.Model, pipeline: dict, path: str, target: str, *, probabilities: bool = False,
                  write_classification: bool = False, batch_size: int = 16,
-                 block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False) -> tuple[str, np.ndarray, PointCloud]:
-    """Predict ``path`` and write ``target``; returns ``(target, per-point codes, cloud)``."""
+                 block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False,
+                 allow_unit_mismatch: bool = False) -> tuple[str, np.ndarray, PointCloud]:
+    """Predict ``path`` and write ``target``; returns ``(target, per-point codes, cloud)``.
+    A tile in another coordinate unit than the training files is refused (`check_tile_unit`)."""
     if os.path.abspath(target) == os.path.abspath(path):
         raise ValueError(f"target {target!r} would overwrite its input; choose another path")
+    check_tile_unit(pipeline, path, allow_unit_mismatch)
     cloud = read_for_prediction(path, pipeline)
     proba = predict_cloud(model, pipeline, cloud, batch_size=batch_size, progress=progress,
                           block_points=block_points)

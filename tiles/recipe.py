@@ -137,14 +137,20 @@ def coordinate_unit_metres(path: str | os.PathLike) -> float | None:
     return None
 
 
-def files_unit_metres(paths: Sequence[str]) -> float:
-    """The one coordinate unit (metres per unit) of the training files; 1 (metres) where no
-    file states one. ValueError when files state different units."""
+def stated_unit_metres(paths: Sequence[str]) -> float | None:
+    """The one coordinate unit (metres per unit) the files' CRS state; None where none states
+    one. ValueError when files state different units."""
     units = {path: coordinate_unit_metres(path) for path in paths}
     stated = {round(unit, 9) for unit in units.values() if unit is not None}
     if len(stated) > 1:
         raise ValueError(f"offline_pcloud files must share one coordinate unit, got metres per unit {units}")
-    return stated.pop() if stated else 1.0
+    return stated.pop() if stated else None
+
+
+def files_unit_metres(paths: Sequence[str]) -> float:
+    """`stated_unit_metres`, 1 (metres) where no file states one."""
+    unit = stated_unit_metres(paths)
+    return 1.0 if unit is None else unit
 
 
 def intensity_bit_depth(paths: Sequence[str]) -> int:

@@ -26,7 +26,7 @@ from pointseq.tiles import recipe
 from pointseq.tiles.evaluation import check_reference, evaluate_codes
 from pointseq.tiles.model_types import model_type
 from pointseq.tiles.pipeline import load_training_output, predict_cloud
-from pointseq.tiles.prediction import predict_file
+from pointseq.tiles.prediction import check_tile_unit, predict_file
 from pointseq.tiles.training import train
 
 PathList = str | os.PathLike | Sequence[str | os.PathLike]
@@ -130,31 +130,37 @@ class Segmenter:
         return ClassMap.from_config(self._trained()[1]["class_map"])
 
     def predict(self, cloud: str | os.PathLike | PointCloud, *, batch_size: int | None = None,
-                block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False) -> np.ndarray:
+                block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False,
+                allow_unit_mismatch: bool = False) -> np.ndarray:
         """Class probabilities ``(N, C)`` float32 of every point of a file or `PointCloud`
-        (columns in the order of `class_map`)."""
+        (columns in the order of `class_map`). A file in another coordinate unit than the
+        training files is refused unless ``allow_unit_mismatch`` (`check_tile_unit`)."""
         model, pipeline = self._trained()
         if not isinstance(cloud, PointCloud):
+            check_tile_unit(pipeline, os.fspath(cloud), allow_unit_mismatch)
             cloud = read_point_cloud(os.fspath(cloud), label=None)
         return predict_cloud(model, pipeline, cloud, batch_size=batch_size or self.batch_size, progress=progress,
                              block_points=block_points)
 
     def predict_file(self, path: str | os.PathLike, target: str | os.PathLike, *, probabilities: bool = False,
                      write_classification: bool = False, batch_size: int | None = None,
-                     block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False) -> str:
+                     block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False,
+                     allow_unit_mismatch: bool = False) -> str:
         """Write ``target``: ``path`` with a ``prediction`` dimension (source class codes) and,
         optionally, ``prob_<class>`` dimensions and the codes in ``classification``."""
         model, pipeline = self._trained()
         return predict_file(model, pipeline, os.fspath(path), os.fspath(target), probabilities=probabilities,
                             write_classification=write_classification, batch_size=batch_size or self.batch_size,
-                            block_points=block_points, progress=progress)[0]
+                            block_points=block_points, progress=progress,
+                            allow_unit_mismatch=allow_unit_mismatch)[0]
 
     def evaluate(self, path: str | os.PathLike, *, reference: str | None = None,
-                 ignore: Sequence[int] = ()) -> ClassificationMetrics:
+                 ignore: Sequence[int] = (), allow_unit_mismatch: bool = False) -> ClassificationMetrics:
         """Predict a labelled file and score it against its ``reference`` dimension (default:
         the training label); the class map's ignored codes and ``ignore`` are left out.
         ValueError when that dimension holds pointseq's own predictions (``--write-classification``)."""
         model, pipeline = self._trained()
+        check_tile_unit(pipeline, os.fspath(path), allow_unit_mismatch)
         check_reference(os.fspath(path), reference or pipeline["label"])
         cloud = read_point_cloud(os.fspath(path), label=reference or pipeline["label"])
         if cloud.labels is None:

@@ -46,6 +46,7 @@ from pointseq.pointclouds.writing import write_json_atomic
 from pointseq.sequencers import DataWaitProfiler, Sequencer, SequencerCheckpoint, build_sequencer
 from pointseq.tiles import recipe
 from pointseq.tiles.model_types import model_type
+from pointseq.tiles.pictures import save_training_curves
 from pointseq.tiles.pipeline import MODEL_FILE, PIPELINE_FILE, make_pipeline, predict_cloud
 from pointseq.tiles.train_spec import (DEFAULT_OUTPUT, check_train_spec, positive, spec_changes, stored_spec,
                                       validation_paths)
@@ -53,6 +54,7 @@ from pointseq.tiles.train_spec import (DEFAULT_OUTPUT, check_train_spec, positiv
 SPEC_FILE = "train_spec.json"
 STATE_FILE = "sequencer_state.json"
 REPORT_FILE = "report.json"
+CURVES_FILE = "curves.png"  # the loss per epoch (`save_training_curves`), after training
 
 
 def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
@@ -263,7 +265,9 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     os.makedirs(out, exist_ok=True)
     write_json_atomic(os.path.join(out, SPEC_FILE), stored)
     if pcloud is not None and class_map is not None:  # before training: an interrupted run's model predicts too
-        write_json_atomic(os.path.join(out, PIPELINE_FILE), make_pipeline(spec["model"], pcloud))
+        paths = spec["sequencer"]["offline_pcloud"]["paths"]
+        unit = recipe.stated_unit_metres([os.fspath(p) for p in (paths if isinstance(paths, list) else [paths])])
+        write_json_atomic(os.path.join(out, PIPELINE_FILE), make_pipeline(spec["model"], pcloud, unit))
     model, initial_epoch, settings = _model(spec, train_seq, num_classes, pcloud, resume, verbose)
     previous = _previous_report(out) if initial_epoch else {}
     report: dict[str, Any] = {
@@ -285,6 +289,9 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     elif spec["validation"] is not None:
         report.update(_validate_on_arrays(model, spec["validation"], train_seq.batch_size, num_classes))
     write_json_atomic(os.path.join(out, REPORT_FILE), report)
+    if report["history"].get("loss"):
+        save_training_curves(report["history"], os.path.join(out, CURVES_FILE),
+                             title=f"{spec['model'].get('type', 'model')}: loss per epoch")
     return report
 
 

@@ -69,36 +69,39 @@ def build_sparse_unet(
     neighbors = [inputs[f"neighbors_{t}"] for t in range(depth)]
     widths = [min(width * 2**t, max_width) for t in range(depth)]
 
-    def conv_bn(x, t, units, relu=True):
-        h = SparseConv3D(units, kernel_size, use_bias=False)([x, neighbors[t], masks[t]])
-        h = MaskedBatchNormalization(momentum)([h, masks[t]])
-        return keras.layers.ReLU()(h) if relu else h
+    def blocks_at(h, t):
+        for _ in range(blocks):
+            h = _residual(h, neighbors[t], masks[t], widths[t], kernel_size, momentum)
+        return h
 
-    def residual(x, t):
-        units = widths[t]
-        shortcut = x if x.shape[-1] == units else MaskedDense(units, use_bias=False)([x, masks[t]])
-        h = conv_bn(conv_bn(x, t, units), t, units, relu=False)
-        return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
-
-    h = conv_bn(inputs["features"], 0, widths[0])
+    h = _conv_bn(inputs["features"], neighbors[0], masks[0], widths[0], kernel_size, momentum)
     skips = []
     for t in range(depth):
         if t > 0:
             h = SparseDownConv3D(widths[t], use_bias=False)([h, inputs[f"children_{t - 1}"], masks[t]])
             h = keras.layers.ReLU()(MaskedBatchNormalization(momentum)([h, masks[t]]))
-        for _ in range(blocks):
-            h = residual(h, t)
-        skips.append(h)
+        skips.append(h := blocks_at(h, t))
     if global_context:
-        context = ElementMax()([h, masks[-1]])
-        h = keras.layers.Concatenate(axis=-1)([h, context])
-        h = residual(h, depth - 1)
+        h = keras.layers.Concatenate(axis=-1)([h, ElementMax()([h, masks[-1]])])
+        h = _residual(h, neighbors[-1], masks[-1], widths[-1], kernel_size, momentum)
     for t in range(depth - 2, -1, -1):
-        up = SparseUpConv3D(widths[t], use_bias=False)(
-            [h, inputs[f"parent_{t}"], inputs[f"position_{t}"], masks[t]])
+        up = SparseUpConv3D(widths[t], use_bias=False)([h, inputs[f"parent_{t}"], inputs[f"position_{t}"], masks[t]])
         up = keras.layers.ReLU()(MaskedBatchNormalization(momentum)([up, masks[t]]))
-        h = keras.layers.Concatenate(axis=-1)([up, skips[t]])
-        for _ in range(blocks):
-            h = residual(h, t)
+        h = blocks_at(keras.layers.Concatenate(axis=-1)([up, skips[t]]), t)
     outputs = keras.layers.Dense(num_classes, activation="softmax", name="cell_probs")(h)
     return keras.Model(inputs=inputs, outputs=outputs, name="sparse_unet")
+
+
+def _conv_bn(x, neighbors, mask, units: int, kernel_size: int, momentum: float, relu: bool = True):
+    """Submanifold convolution, masked batch normalisation and (optionally) ReLU at one depth."""
+    h = SparseConv3D(units, kernel_size, use_bias=False)([x, neighbors, mask])
+    h = MaskedBatchNormalization(momentum)([h, mask])
+    return keras.layers.ReLU()(h) if relu else h
+
+
+def _residual(x, neighbors, mask, units: int, kernel_size: int, momentum: float):
+    """Two convolutions with a shortcut (a masked projection where the width changes)."""
+    shortcut = x if x.shape[-1] == units else MaskedDense(units, use_bias=False)([x, mask])
+    h = _conv_bn(x, neighbors, mask, units, kernel_size, momentum)
+    h = _conv_bn(h, neighbors, mask, units, kernel_size, momentum, relu=False)
+    return keras.layers.ReLU()(keras.layers.Add()([h, shortcut]))
