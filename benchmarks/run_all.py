@@ -1,8 +1,10 @@
 """Run every benchmark in its own process and write one JSON file of their figures.
 
-Usage: ``python benchmarks/run_all.py [--output benchmarks/results.json]``. Each script
-prints one JSON object; this adds the machine it ran on, so figures are compared only with
-figures from the same machine.
+Usage: ``python benchmarks/run_all.py [--output benchmarks/results.json] [--only bench_x.py ...]``.
+Each script prints one JSON object; this adds the machine it ran on, so figures are compared
+only with figures from the same machine. ``--only`` reruns the named scripts and keeps the
+other figures of the output file (they must come from the same machine). The learning and
+model benchmarks train networks: they take tens of minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from importlib import metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = ("bench_augment.py", "bench_shadow.py", "bench_offline.py", "bench_fit.py", "bench_keras_path.py",
-           "bench_fields.py", "bench_grids.py", "bench_predict.py", "bench_sharded.py")
+           "bench_fields.py", "bench_grids.py", "bench_predict.py", "bench_sharded.py", "bench_miners.py",
+           "bench_hierarchical.py", "bench_learning.py", "bench_models.py")
 
 
 def machine() -> dict:
@@ -62,9 +65,18 @@ def run(script: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", default=os.path.join(HERE, "results.json"))
+    parser.add_argument("--only", nargs="+", choices=SCRIPTS, metavar="SCRIPT",
+                        help=f"rerun only these and keep the output file's other figures; one of {list(SCRIPTS)}")
     args = parser.parse_args()
     results = {"machine": machine(), "command": "python benchmarks/run_all.py", "benchmarks": {}}
-    for script in SCRIPTS:
+    if args.only:
+        with open(args.output, encoding="utf-8") as f:
+            kept = json.load(f)
+        if kept.get("machine", {}).get("cpu") != results["machine"]["cpu"]:
+            raise SystemExit(f"{args.output} holds figures from another machine ({kept.get('machine')}); "
+                             "rerun every benchmark here instead of --only")
+        results["benchmarks"] = kept["benchmarks"]
+    for script in args.only or SCRIPTS:
         print(f"running {script} ...", file=sys.stderr, flush=True)
         results["benchmarks"][script.removesuffix(".py")] = run(script)
     tmp = args.output + ".tmp"

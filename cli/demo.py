@@ -31,7 +31,7 @@ from pointseq.tiles import recipe
 from pointseq.tiles.model_types import MODEL_TYPES
 from pointseq.tiles.prediction import output_path
 from pointseq.tiles.synthetic import CLASS_CODES, make_tiles, write_tiles
-from pointseq.tiles.training import train
+from pointseq.tiles.training import CURVES_FILE, train
 
 MODEL_FOLDERS = {"pointnet": "dense", "shadow": "shadow"}  # model type -> its folder under OUTPUT
 TILE_SIZE = 45.0  # metres: 100 fields a tile, 25 batches an epoch on 4 tiles
@@ -101,7 +101,8 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
     trained = time.perf_counter()
     predictions = os.path.join(folder, "predictions")
     say(f"== {model_type}: pointseq predict {folder} {tiles[-1]} --output {predictions}")
-    _command(["predict", folder, tiles[-1], "--output", predictions] + ([] if verbose else ["--quiet"]), verbose)
+    _command(["predict", folder, tiles[-1], "--output", predictions, "--preview"] + ([] if verbose else ["--quiet"]),
+             verbose)
     predicted = output_path(predictions, tiles[-1])
     say(f"== {model_type}: pointseq evaluate {predicted} --classes {folder} --output {folder}")
     _command(["evaluate", predicted, "--classes", folder, "--output", folder], verbose)
@@ -117,7 +118,10 @@ def run_model(output: str, model_type: str, tiles: list[str], epochs: int | None
         "majority_baseline": majority_baseline(evaluation),
         "files": {"train_spec": spec_path, "model": os.path.join(folder, "model.keras"), "prediction": predicted,
                   "evaluation": os.path.join(folder, "evaluation.json"),
-                  "confusion_matrix": os.path.join(folder, "confusion_matrix.png")},
+                  "confusion_matrix": os.path.join(folder, "confusion_matrix.png"),
+                  "preview": os.path.splitext(predicted)[0] + "_preview.png",
+                  "error_map": os.path.join(folder, os.path.splitext(os.path.basename(predicted))[0] + "_errors.png"),
+                  "training_curves": os.path.join(folder, CURVES_FILE)},
     }
 
 

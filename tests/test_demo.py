@@ -35,7 +35,11 @@ def test_demo_writes_every_output_of_the_workflow(demo):
     source = laspy.read(out / "tiles" / "tile_3.laz")
     assert len(predicted.points) == len(source.points)
     assert set(np.unique(predicted["prediction"])) <= {2, 5, 6}
-    assert (out / "dense" / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pictures = {k: v for k, v in report["models"]["pointnet"]["files"].items() if v.endswith(".png")}
+    assert sorted(pictures) == ["confusion_matrix", "error_map", "preview", "training_curves"]
+    for picture in pictures.values():  # the files the demo prints exist
+        with open(picture, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n", picture
     assert json.loads((out / "report.json").read_text()) == json.loads(json.dumps(report))
     assert report["models"]["no-such-type"] == {"model": "no-such-type", "skipped": "model type not available"}
 

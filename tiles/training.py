@@ -54,7 +54,7 @@ from pointseq.tiles.train_spec import (DEFAULT_OUTPUT, check_train_spec, positiv
 SPEC_FILE = "train_spec.json"
 STATE_FILE = "sequencer_state.json"
 REPORT_FILE = "report.json"
-CURVES_FILE = "curves.png"  # the loss per epoch (`save_training_curves`), after training
+CURVES_FILE = "curves.png"  # the loss per epoch (`save_training_curves`), redrawn after every epoch
 
 
 def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
@@ -246,6 +246,9 @@ class EpochReport(keras.callbacks.Callback):
         self.report["epochs_done"] = epoch + 1
         self.report["profiler"] = {**self.profiler.summary(), "per_epoch": self._past_epochs + self.profiler.records}
         write_json_atomic(self.path, self.report)
+        if self.report["history"].get("loss"):
+            save_training_curves(self.report["history"], os.path.join(os.path.dirname(self.path), CURVES_FILE),
+                                 title=f"{self.report.get('model_type', 'model')}: loss per epoch")
 
 
 def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart: bool = False,
@@ -272,6 +275,7 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     previous = _previous_report(out) if initial_epoch else {}
     report: dict[str, Any] = {
         "epochs": spec["epochs"], "updates": spec["epochs"] * len(train_seq), "num_classes": num_classes,
+        "model_type": spec["model"].get("type", "pointnet"),
         "compile": previous.get("compile") if settings is None else settings,
         "class_map": None if class_map is None else class_map.get_config(), "seed": spec["seed"],
         "history": {k: list(v) for k, v in previous.get("history", {}).items()}, "epochs_done": initial_epoch,
@@ -289,9 +293,6 @@ def train(spec: dict, *, X: Any = None, y: Any = None, verbose: int = 1, restart
     elif spec["validation"] is not None:
         report.update(_validate_on_arrays(model, spec["validation"], train_seq.batch_size, num_classes))
     write_json_atomic(os.path.join(out, REPORT_FILE), report)
-    if report["history"].get("loss"):
-        save_training_curves(report["history"], os.path.join(out, CURVES_FILE),
-                             title=f"{spec['model'].get('type', 'model')}: loss per epoch")
     return report
 
 
