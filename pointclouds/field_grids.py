@@ -26,14 +26,7 @@ from pointseq.pointclouds.field_encoders import FieldEncoder, register_encoder
 from pointseq.pointclouds.field_inputs import HEIGHT_PERCENTILE
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
 from pointseq.pointclouds.shadow_batch import assemble_shadow_batch, assemble_shadow_labels
-from pointseq.pointclouds.sparse_grid import (
-    _MAX_KEY,
-    SparseGrid,
-    _cell_means,
-    _linear_keys,
-    _majority,
-    _readonly,
-)
+from pointseq.pointclouds.sparse_grid import SparseGrid, build_field_grids
 
 GRID_TYPES = ("SparseGridPreProcessor", "HierarchicalSparseGridPreProcessor")
 GRID_KEYS = ("type", "cell_size", "depth", "max_rows")
@@ -113,90 +106,6 @@ def padded_rows(needed: Sequence[int], num_points: int, headroom: float = 1.25) 
     than ``num_points`` (a field of P points has at most P cells at any depth)."""
     num_points = require_int("num_points", num_points, 1)
     return tuple(int(min(np.ceil(r * headroom), num_points)) for r in needed)
-
-
-def _level(field: np.ndarray, coords: np.ndarray, dims: np.ndarray) -> dict:
-    """Distinct (field, cell) pairs sorted by field then linear key; ``dims`` per field (M, 3)."""
-    keys = _linear_keys(coords, dims[field].T)
-    stride = int(keys.max()) + 1
-    if stride * (int(field.max()) + 1) >= _MAX_KEY:
-        raise ValueError(f"too many cells per field ({stride}) for int64 keys: use a larger cell_size")
-    combined, inverse = np.unique(field * stride + keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    cell_coords = np.empty((len(combined), 3), dtype=np.int64)
-    cell_coords[inverse] = coords
-    cell_field = combined // stride
-    starts = np.searchsorted(cell_field, np.arange(dims.shape[0] + 1))
-    return {"keys": combined % stride, "coords": cell_coords, "field": cell_field, "inverse": inverse,
-            "starts": starts, "dims": dims}
-
-
-def _coarser(child: dict) -> dict:
-    level = _level(child["field"], child["coords"] >> 1, (child["dims"] + 1) >> 1)
-    num_cells = len(level["keys"])
-    level["counts"] = np.bincount(level["inverse"], weights=child["counts"], minlength=num_cells).astype(np.int64)
-    level["children"] = np.argsort(level["inverse"], kind="stable")
-    level["children_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(level["inverse"], minlength=num_cells))])
-    return level
-
-
-def build_field_grids(relative: np.ndarray, features: np.ndarray | None, labels: np.ndarray | None, *,
-                      cell_size: float, depth: int) -> list[SparseGrid]:
-    """One `SparseGrid` per field from ``relative`` (M, P, 3) float64 coordinates, ``features``
-    (M, P, F) and ``labels`` (M, P) (either may be None); equal to `build_sparse_grid` per field."""
-    cell_size = require_positive("cell_size", cell_size)
-    depth = require_int("depth", depth, 1)
-    count, num_points = relative.shape[:2]
-    if not np.all(np.isfinite(relative)):
-        raise ValueError("field coordinates must be finite (no NaN or inf)")
-    origins = relative.min(axis=1)  # (M, 3)
-    point_coords = np.floor((relative - origins[:, None, :]) / cell_size).astype(np.int64)
-    point_field = np.repeat(np.arange(count), num_points)
-    flat_coords = point_coords.reshape(-1, 3)
-    levels = [_level(point_field, flat_coords, point_coords.max(axis=1) + 1)]
-    levels[0]["counts"] = np.bincount(levels[0]["inverse"], minlength=len(levels[0]["keys"])).astype(np.int64)
-    for _ in range(1, depth):
-        levels.append(_coarser(levels[-1]))
-    point_to_cell = levels[0]["inverse"]
-    cell_features = cell_labels = None
-    if features is not None:
-        cell_features = _cell_means(features.reshape(count * num_points, -1), point_to_cell, levels[0]["counts"])
-    if labels is not None:
-        cell_labels = _majority(point_to_cell, np.asarray(labels, dtype=np.int64).reshape(-1), len(levels[0]["keys"]))
-    for t, level in enumerate(levels):
-        size = cell_size * 2.0**t
-        level["centres"] = (origins[level["field"]] + (level["coords"] + 0.5) * size).astype(np.float32)
-    return [_one_grid(levels, f, origins[f], point_to_cell, num_points, cell_features, cell_labels, cell_size)
-            for f in range(count)]
-
-
-def _one_grid(levels: list[dict], f: int, origin: np.ndarray, point_to_cell: np.ndarray, num_points: int,
-              features: np.ndarray | None, labels: np.ndarray | None, cell_size: float) -> SparseGrid:
-    """Field ``f``'s slice of the joint levels, with its row numbers made local."""
-    rows = [slice(level["starts"][f], level["starts"][f + 1]) for level in levels]
-
-    def local(t: int, key: str) -> np.ndarray:
-        return _readonly(levels[t][key][rows[t]])
-
-    parent, children, children_ptr = [], [], []
-    for t in range(1, len(levels)):
-        parent.append(_readonly(levels[t]["inverse"][rows[t - 1]] - rows[t].start))
-        ptr = levels[t]["children_ptr"][rows[t].start:rows[t].stop + 1]
-        children.append(_readonly(levels[t]["children"][ptr[0]:ptr[-1]] - rows[t - 1].start))
-        children_ptr.append(_readonly(ptr - ptr[0]))
-    depth = len(levels)
-    return SparseGrid(
-        cell_size=cell_size, depth=depth, origin=_readonly(origin),
-        keys=tuple(local(t, "keys") for t in range(depth)),
-        dims=tuple(_readonly(levels[t]["dims"][f]) for t in range(depth)),
-        cell_coords=tuple(local(t, "coords") for t in range(depth)),
-        centres=tuple(local(t, "centres") for t in range(depth)),
-        counts=tuple(local(t, "counts") for t in range(depth)),
-        parent=tuple(parent), children=tuple(children), children_ptr=tuple(children_ptr),
-        point_to_cell=_readonly(point_to_cell[f * num_points:(f + 1) * num_points] - rows[0].start),
-        features=None if features is None else _readonly(features[rows[0]]),
-        labels=None if labels is None else _readonly(labels[rows[0]]),
-    )
 
 
 class SparseGridEncoder(FieldEncoder):

@@ -9,18 +9,21 @@ Integer cell coordinates at depth ``t`` are the depth-0 coordinates shifted righ
 bits, which makes the parent relation exact (no floating-point rounding between depths).
 The linear key of a cell is ``(i * dims[1] + j) * dims[2] + k`` with ``dims`` the number of
 cells per axis at that depth.
+
+`build_field_grids` voxelises many fields at once (one ``np.unique`` per depth over every
+field's keys); `build_sparse_grid` is its one-cloud case.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 
 from pointseq.arguments import require_int, require_positive
 
-__all__ = ["SparseGrid", "build_sparse_grid"]
+__all__ = ["SparseGrid", "build_sparse_grid", "build_field_grids"]
 
 # Linear keys stay below this bound so that int64 arithmetic never overflows.
 _MAX_KEY = 2**62
@@ -168,34 +171,6 @@ def _check_key_range(extent: np.ndarray, cell_size: float) -> None:
         )
 
 
-def _unique_cells(coords: np.ndarray, dims: np.ndarray) -> dict:
-    """The distinct cells of ``coords`` (rows of integer cell coordinates) on a ``dims`` grid."""
-    keys, inverse = np.unique(_linear_keys(coords, dims), return_inverse=True)
-    inverse = inverse.reshape(-1).astype(np.int64, copy=False)
-    cell_coords = np.empty((len(keys), 3), dtype=np.int64)
-    cell_coords[inverse] = coords  # every member of a cell shares its coordinates
-    return {"keys": keys, "dims": dims, "coords": cell_coords, "inverse": inverse}
-
-
-def _finest_level(point_coords: np.ndarray) -> dict:
-    """Depth 0: the cells holding points; ``inverse`` maps each point to its cell."""
-    level = _unique_cells(point_coords, point_coords.max(axis=0) + 1)
-    level["counts"] = np.bincount(level["inverse"], minlength=len(level["keys"])).astype(np.int64)
-    return level
-
-
-def _coarser_level(child: dict) -> dict:
-    """The next depth: each parent cell covers 2x2x2 children; ``inverse`` maps child to parent."""
-    level = _unique_cells(child["coords"] >> 1, (child["dims"] + 1) >> 1)
-    inverse, num_cells = level["inverse"], len(level["keys"])
-    level["counts"] = np.bincount(inverse, weights=child["counts"], minlength=num_cells).astype(np.int64)
-    level["children"] = np.argsort(inverse, kind="stable").astype(np.int64)
-    ptr = np.zeros(num_cells + 1, dtype=np.int64)
-    np.cumsum(np.bincount(inverse, minlength=num_cells), out=ptr[1:])
-    level["children_ptr"] = ptr
-    return level
-
-
 def _cell_means(feats: np.ndarray, point_to_cell: np.ndarray, counts: np.ndarray) -> np.ndarray:
     order = np.argsort(point_to_cell, kind="stable")
     starts = np.zeros(len(counts), dtype=np.int64)
@@ -230,36 +205,90 @@ def build_sparse_grid(
     feats = _validate_features(features, pts.shape[0])
     labs = _validate_labels(labels, pts.shape[0])
 
-    origin = pts.min(axis=0)
-    _check_key_range(pts.max(axis=0) - origin, cell_size)
-    levels = [_finest_level(np.floor((pts - origin) / cell_size).astype(np.int64))]
+    _check_key_range(pts.max(axis=0) - pts.min(axis=0), cell_size)
+    return build_field_grids(pts[None], None if feats is None else feats[None], None if labs is None else labs[None],
+                             cell_size=cell_size, depth=depth)[0]
+
+
+def _level(field: np.ndarray, coords: np.ndarray, dims: np.ndarray) -> dict:
+    """Distinct (field, cell) pairs sorted by field then linear key; ``dims`` per field (M, 3)."""
+    keys = _linear_keys(coords, dims[field].T)
+    stride = int(keys.max()) + 1
+    if stride * (int(field.max()) + 1) >= _MAX_KEY:
+        raise ValueError(f"too many cells per field ({stride}) for int64 keys: use a larger cell_size")
+    combined, inverse = np.unique(field * stride + keys, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    cell_coords = np.empty((len(combined), 3), dtype=np.int64)
+    cell_coords[inverse] = coords
+    cell_field = combined // stride
+    starts = np.searchsorted(cell_field, np.arange(dims.shape[0] + 1))
+    return {"keys": combined % stride, "coords": cell_coords, "field": cell_field, "inverse": inverse,
+            "starts": starts, "dims": dims}
+
+
+def _coarser(child: dict) -> dict:
+    level = _level(child["field"], child["coords"] >> 1, (child["dims"] + 1) >> 1)
+    num_cells = len(level["keys"])
+    level["counts"] = np.bincount(level["inverse"], weights=child["counts"], minlength=num_cells).astype(np.int64)
+    level["children"] = np.argsort(level["inverse"], kind="stable")
+    level["children_ptr"] = np.concatenate([[0], np.cumsum(np.bincount(level["inverse"], minlength=num_cells))])
+    return level
+
+
+def build_field_grids(relative: np.ndarray, features: np.ndarray | None, labels: np.ndarray | None, *,
+                      cell_size: float, depth: int) -> list[SparseGrid]:
+    """One `SparseGrid` per field from ``relative`` (M, P, 3) float64 coordinates, ``features``
+    (M, P, F) and ``labels`` (M, P) (either may be None); equal to `build_sparse_grid` per field."""
+    cell_size = require_positive("cell_size", cell_size)
+    depth = require_int("depth", depth, 1)
+    count, num_points = relative.shape[:2]
+    if not np.all(np.isfinite(relative)):
+        raise ValueError("field coordinates must be finite (no NaN or inf)")
+    origins = relative.min(axis=1)  # (M, 3)
+    point_coords = np.floor((relative - origins[:, None, :]) / cell_size).astype(np.int64)
+    point_field = np.repeat(np.arange(count), num_points)
+    flat_coords = point_coords.reshape(-1, 3)
+    levels = [_level(point_field, flat_coords, point_coords.max(axis=1) + 1)]
+    levels[0]["counts"] = np.bincount(levels[0]["inverse"], minlength=len(levels[0]["keys"])).astype(np.int64)
     for _ in range(1, depth):
-        levels.append(_coarser_level(levels[-1]))
+        levels.append(_coarser(levels[-1]))
     point_to_cell = levels[0]["inverse"]
-    counts0 = levels[0]["counts"]
-    centres = [
-        (origin + (level["coords"] + 0.5) * cell_size * 2.0**t).astype(np.float32)
-        for t, level in enumerate(levels)
-    ]
-    cell_features = None if feats is None else _cell_means(feats, point_to_cell, counts0)
-    cell_labels = None if labs is None else _majority(point_to_cell, labs, len(counts0))
+    cell_features = cell_labels = None
+    if features is not None:
+        cell_features = _cell_means(features.reshape(count * num_points, -1), point_to_cell, levels[0]["counts"])
+    if labels is not None:
+        cell_labels = _majority(point_to_cell, np.asarray(labels, dtype=np.int64).reshape(-1), len(levels[0]["keys"]))
+    for t, level in enumerate(levels):
+        size = cell_size * 2.0**t
+        level["centres"] = (origins[level["field"]] + (level["coords"] + 0.5) * size).astype(np.float32)
+    return [_one_grid(levels, f, origins[f], point_to_cell, num_points, cell_features, cell_labels, cell_size)
+            for f in range(count)]
 
-    def each(key: str, start: int = 0) -> tuple:
-        return tuple(_readonly(level[key]) for level in levels[start:])
 
+def _one_grid(levels: list[dict], f: int, origin: np.ndarray, point_to_cell: np.ndarray, num_points: int,
+              features: np.ndarray | None, labels: np.ndarray | None, cell_size: float) -> SparseGrid:
+    """Field ``f``'s slice of the joint levels, with its row numbers made local."""
+    rows = [slice(level["starts"][f], level["starts"][f + 1]) for level in levels]
+
+    def local(t: int, key: str) -> np.ndarray:
+        return _readonly(levels[t][key][rows[t]])
+
+    parent, children, children_ptr = [], [], []
+    for t in range(1, len(levels)):
+        parent.append(_readonly(levels[t]["inverse"][rows[t - 1]] - rows[t].start))
+        ptr = levels[t]["children_ptr"][rows[t].start:rows[t].stop + 1]
+        children.append(_readonly(levels[t]["children"][ptr[0]:ptr[-1]] - rows[t - 1].start))
+        children_ptr.append(_readonly(ptr - ptr[0]))
+    depth = len(levels)
     return SparseGrid(
-        cell_size=cell_size,
-        depth=depth,
-        origin=_readonly(origin),
-        keys=each("keys"),
-        dims=each("dims"),
-        cell_coords=each("coords"),
-        centres=tuple(_readonly(c) for c in centres),
-        counts=each("counts"),
-        parent=each("inverse", 1),
-        children=each("children", 1),
-        children_ptr=each("children_ptr", 1),
-        point_to_cell=_readonly(point_to_cell),
-        features=None if cell_features is None else _readonly(cell_features),
-        labels=None if cell_labels is None else _readonly(cell_labels),
+        cell_size=cell_size, depth=depth, origin=_readonly(origin),
+        keys=tuple(local(t, "keys") for t in range(depth)),
+        dims=tuple(_readonly(levels[t]["dims"][f]) for t in range(depth)),
+        cell_coords=tuple(local(t, "coords") for t in range(depth)),
+        centres=tuple(local(t, "centres") for t in range(depth)),
+        counts=tuple(local(t, "counts") for t in range(depth)),
+        parent=tuple(parent), children=tuple(children), children_ptr=tuple(children_ptr),
+        point_to_cell=_readonly(point_to_cell[f * num_points:(f + 1) * num_points] - rows[0].start),
+        features=None if features is None else _readonly(features[rows[0]]),
+        labels=None if labels is None else _readonly(labels[rows[0]]),
     )
