@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator
 
 from pointseq.offline import format as fmt
 from pointseq.offline.build_lock import build_lock, remove_if_present
-from pointseq.offline.errors import OfflineStorageError
+from pointseq.offline.errors import NotACacheError, OfflineStorageError
 from pointseq.offline.fingerprint import cache_fingerprint, data_digest, data_nbytes
 from pointseq.offline.pointcloud_source import PointCloudSource, print_progress
 from pointseq.offline.reader import CacheReader
@@ -156,9 +156,22 @@ def build_cache(
             fingerprint = job()
             CacheReader(path, expected_fingerprint=fingerprint).close()
             return fingerprint
+        if os.path.exists(path):
+            _refuse_foreign_file(path)
         config = stored_config(backbone, chunk_size, compression_name, pcloud, progress, extra_config)
         return _write_cache_file(path, backbone, pcloud, chunk_size, compression_name, config, job, nbytes,
                                  progress)
+
+
+def _refuse_foreign_file(path: str) -> None:
+    """NotACacheError when ``path`` holds someone else's file: ``force`` replaces a cache (stale
+    or damaged), never a file that is not one."""
+    try:
+        CacheReader(path).close()
+    except NotACacheError:
+        raise
+    except (OfflineStorageError, OSError):
+        pass  # a damaged or unreadable cache of ours: the rebuild replaces it
 
 
 def _write_cache_file(path: str, backbone: Any, pcloud: PointCloudSource | None, chunk_size: int,

@@ -335,3 +335,28 @@ def test_someone_elses_damaged_hdf5_file_is_never_advised_deleted(tmp_path):
     with pytest.raises(OfflineStorageError, match=r"is not a pointseq offline cache \(format attribute None") as info:
         CacheReader(path)
     assert "delete" not in str(info.value) and "rebuil" not in str(info.value)
+
+
+def test_force_rebuilds_a_damaged_cache_but_never_replaces_someone_elses_file(tmp_path):
+    from pointseq.offline.build import build_cache
+    from pointseq.offline.errors import NotACacheError
+    from pointseq.sequencers import Sequencer
+
+    rng = np.random.default_rng(0)
+    backbone = Sequencer(rng.normal(size=(8, 6, 3)).astype("float32"), rng.integers(0, 3, (8, 6)).astype("int32"),
+                         batch_size=2, shuffle=False, seed=0)
+    theirs = str(tmp_path / "theirs.h5")
+    with h5py.File(theirs, "w") as f:
+        f["points"] = np.zeros((4, 3))
+    text = tmp_path / "notes.h5"
+    text.write_text("field notes\n")
+    before = open(theirs, "rb").read()
+    for path in (theirs, str(text)):
+        with pytest.raises(NotACacheError, match="is not a pointseq offline cache"):
+            build_cache(backbone, path, force=True, progress=False)
+    assert open(theirs, "rb").read() == before and text.read_text() == "field notes\n"
+    ours = str(tmp_path / "ours.h5")
+    build_cache(backbone, ours, progress=False)
+    flipped(ours, open(ours, "rb").read().index(b"ordered_keys"))  # damaged metadata: ours, so force rebuilds it
+    build_cache(backbone, ours, force=True, progress=False)
+    CacheReader(ours).close()
