@@ -377,3 +377,118 @@ def member_lists(ordered: np.ndarray, order: np.ndarray, starts: np.ndarray, cou
     members = np.empty(int(offsets[-1]), dtype=np.int64)
     run_chunks(lambda first, stop: _fill_members(*args, first, stop, offsets, members), sizes + 1.0, nthreads)
     return offsets, members
+
+
+@_jit
+def _bin_field(ref, k, low, side, cell_of, items):
+    """Bin a field's points (R, 3) into a uniform grid of about k/2 points per xy column of
+    cells: fills ``low``, ``side`` and ``items`` (points in cell order); returns the cell side
+    and the cells' starts into ``items``."""
+    width = ref.shape[0]
+    high = np.empty(3)
+    for axis in range(3):
+        low[axis] = ref[:, axis].min()
+        high[axis] = ref[:, axis].max()
+    extent_xy = max(high[0] - low[0], high[1] - low[1], 1e-12)
+    h = max(extent_xy * np.sqrt(max(k, 4) / (2.0 * width)), 1e-12)
+    for axis in range(3):
+        side[axis] = min(max(1, int((high[axis] - low[axis]) / h) + 1), 64)
+    starts = np.zeros(side[0] * side[1] * side[2] + 1, dtype=np.int64)
+    for r in range(width):
+        c = 0
+        for axis in range(3):
+            c = c * side[axis] + min(int((ref[r, axis] - low[axis]) / h), side[axis] - 1)
+        cell_of[r] = c
+        starts[c + 1] += 1
+    for c in range(1, starts.size):
+        starts[c] += starts[c - 1]
+    fill = starts[:-1].copy()
+    for r in range(width):
+        items[fill[cell_of[r]]] = r
+        fill[cell_of[r]] += 1
+    return h, starts
+
+
+@_inline
+def _scan_cell(ref, items, first, stop, qx, qy, qz, best_d, best_i, worst):
+    """Offer the points ``items[first:stop]`` to the sorted k best (ties: lower position first);
+    returns the new k-th distance."""
+    k = best_d.size
+    for s in range(first, stop):
+        j = items[s]
+        dx = ref[j, 0] - qx
+        dy = ref[j, 1] - qy
+        dz = ref[j, 2] - qz
+        d = dx * dx + dy * dy + dz * dz
+        if d < worst or (d == worst and j < best_i[k - 1]):
+            t = k - 1
+            while t > 0 and (best_d[t - 1] > d or (best_d[t - 1] == d and best_i[t - 1] > j)):
+                best_d[t] = best_d[t - 1]
+                best_i[t] = best_i[t - 1]
+                t -= 1
+            best_d[t] = d
+            best_i[t] = j
+            worst = best_d[k - 1]
+    return worst
+
+
+@_inline
+def _outside(q, cell, ring, lo, h, side):
+    """How near a point outside cells ``cell - ring .. cell + ring`` of one axis can be to ``q``."""
+    bound = np.inf
+    if cell - ring > 0:
+        bound = q - (lo + (cell - ring) * h)
+    if cell + ring < side - 1:
+        bound = min(bound, lo + (cell + ring + 1) * h - q)
+    return bound
+
+
+@_jit
+def _nearest_groups(reference, query, k, first_group, stop_group, out):
+    """For fields [first_group, stop_group): each query point's k nearest reference points of its
+    own field into ``out`` (M, Q, k), nearest first, ties to the lower position. The field is
+    binned (`_bin_field`); a query scans rings of cells outwards from its own until no point
+    outside the scanned cells can be nearer than its k-th."""
+    width = reference.shape[1]
+    cell_of, items = np.empty(width, dtype=np.int64), np.empty(width, dtype=np.int64)
+    best_d, best_i = np.empty(k), np.empty(k, dtype=np.int64)
+    low, side = np.empty(3), np.empty(3, dtype=np.int64)
+    for g in range(first_group, stop_group):
+        ref = reference[g]
+        h, starts = _bin_field(ref, k, low, side, cell_of, items)
+        sx, sy, sz = side[0], side[1], side[2]
+        for q in range(query.shape[1]):
+            qx, qy, qz = query[g, q, 0], query[g, q, 1], query[g, q, 2]
+            cx = min(max(int((qx - low[0]) / h), 0), sx - 1)
+            cy = min(max(int((qy - low[1]) / h), 0), sy - 1)
+            cz = min(max(int((qz - low[2]) / h), 0), sz - 1)
+            best_d[:] = np.inf
+            best_i[:] = width
+            worst, ring = np.inf, 0
+            while True:
+                for ix in range(max(cx - ring, 0), min(cx + ring, sx - 1) + 1):
+                    for iy in range(max(cy - ring, 0), min(cy + ring, sy - 1) + 1):
+                        rim = ix == cx - ring or ix == cx + ring or iy == cy - ring or iy == cy + ring
+                        for iz in range(max(cz - ring, 0), min(cz + ring, sz - 1) + 1):
+                            if rim or iz == cz - ring or iz == cz + ring:
+                                c = (ix * sy + iy) * sz + iz
+                                worst = _scan_cell(ref, items, starts[c], starts[c + 1], qx, qy, qz, best_d, best_i,
+                                                   worst)
+                bound = min(_outside(qx, cx, ring, low[0], h, sx), _outside(qy, cy, ring, low[1], h, sy),
+                            _outside(qz, cz, ring, low[2], h, sz))
+                if bound == np.inf or (bound > 0 and bound * bound > worst):
+                    break
+                ring += 1
+            out[g, q, :] = best_i
+
+
+def nearest_in_groups(reference: np.ndarray, query: np.ndarray, k: int, nthreads: int = 1) -> np.ndarray:
+    """Positions (M, Q, k) int32 of the k nearest ``reference`` (M, R, 3) points of each ``query``
+    (M, Q, 3) point within the same field, nearest first (float64 distances, ties to the lower
+    position); k <= R."""
+    reference = np.ascontiguousarray(reference, dtype=np.float64)
+    query = np.ascontiguousarray(query, dtype=np.float64)
+    out = np.empty((reference.shape[0], query.shape[1], k), dtype=np.int32)
+    run_chunks(lambda first, stop: _nearest_groups(reference, query, k, first, stop, out),
+               np.full(reference.shape[0], 1.0), nthreads)
+    return out

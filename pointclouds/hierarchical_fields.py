@@ -15,7 +15,8 @@ encoder emits (field first axis, shapes fixed per depth, so batches need no padd
 Every index is local to its field (0..R-1), so an element never depends on its batch
 neighbours. All fields are handled together: furthest-point sampling over the whole
 (M, R_t, 3) block (`subsampling.farthest_point_positions`, which takes padded blocks) and
-k-nearest searches by brute force over blocks of fields (R x Q up to 128 x 128) or one KD-tree over all
+k-nearest searches in one compiled pass over the fields (`field_kernels.nearest_in_groups`, numba) or,
+without numba, by brute force over blocks of fields (R x Q up to 128 x 128) or one KD-tree over all
 fields (`subsampling.nearest_within_groups`, larger R); never one Python iteration per field.
 
 The spec takes the original ``HierarchicalFPSPreProcessor`` keys (``num_points_per_depth``,
@@ -36,13 +37,18 @@ from pointseq.pointclouds.field_encoders import FieldEncoder, register_encoder
 from pointseq.pointclouds.field_inputs import HEIGHT_PERCENTILE, field_scale
 from pointseq.pointclouds.neighborhoods import Neighborhood
 from pointseq.pointclouds.receptive_fields import CoveringFieldSampler, Fields
-from pointseq.pointclouds.subsampling import PADDED_BLOCK_ELEMENTS, farthest_point_positions, nearest_within_groups
+from pointseq.pointclouds import field_kernels
+from pointseq.pointclouds.subsampling import (PADDED_BLOCK_ELEMENTS, compiled, farthest_point_positions,
+                                              nearest_within_groups)
 
 SPEC_KEYS = ("num_points_per_depth", "fast_flag_per_depth", "num_downsampling_neighbors", "num_pwise_neighbors",
              "num_upsampling_neighbors", "neighborhood", "scale", "seed")
 ORIGINAL_KEYS = ("type", "num_points_per_depth", "fast_flag_per_depth", "num_downsampling_neighbors",
                  "num_pwise_neighbors", "num_upsampling_neighbors", "neighborhood", "to_unit_sphere",
-                 "training_class_distribution", "support_strategy", "center_on_pcloud")
+                 "training_class_distribution", "support_strategy", "support_strategy_num_points",
+                 "support_strategy_fast", "support_chunk_size", "center_on_pcloud", "nthreads")
+SAMPLER_KEYS = ("to_unit_sphere", "training_class_distribution", "center_on_pcloud", "support_strategy",
+                "support_strategy_num_points", "support_strategy_fast", "support_chunk_size", "nthreads")
 BRUTE_FORCE_PAIRS = 1 << 22  # query x reference pairs per brute-force k-NN block
 BRUTE_FORCE_MAX_PAIRS = 128 * 128  # query x reference points per field above which one KD-tree answers (measured)
 
@@ -112,6 +118,7 @@ class HierarchicalFPSEncoder(FieldEncoder):
         self.neighborhood = None if neighborhood is None else Neighborhood.from_spec(neighborhood).get_config()
         self.scale = None if scale is None else float(scale)
         self.seed = require_int("seed", seed, 0)
+        self.nthreads = 1  # execution only: the bound sampler's threads (`bind`)
 
     def _check_neighbour_counts(self) -> None:
         points = self.num_points_per_depth
@@ -146,6 +153,7 @@ class HierarchicalFPSEncoder(FieldEncoder):
             raise ValueError(f"neighborhood {self.neighborhood!r} differs from the sampler's "
                              f"{sampler.neighborhood.get_config()!r}")
         self.scale = field_scale(sampler)
+        self.nthreads = sampler.nthreads
 
     def encode(self, points: np.ndarray, fields: Fields, features: np.ndarray | None,
                first: int = 0, stop: int | None = None) -> dict:
@@ -173,16 +181,19 @@ class HierarchicalFPSEncoder(FieldEncoder):
         """``X_t``, ``N_t``, ``ND_t``, ``NU_t`` of fields whose depth-1 points are ``relative`` (M, R_1, 3)."""
         coords = [np.asarray(relative, dtype=np.float64)]
         for t in range(1, self.depth):
-            chosen = depth_positions(coords[-1], self.num_points_per_depth[t], self.fast_flag_per_depth[t], rng)
+            chosen = depth_positions(coords[-1], self.num_points_per_depth[t], self.fast_flag_per_depth[t], rng,
+                                     self.nthreads)
             coords.append(np.take_along_axis(coords[-1], chosen[..., None], axis=1))
         maps = {}
         for t, xyz in enumerate(coords):
             name = t + 1
             maps[f"X_{name}"] = xyz.astype(np.float32)
-            maps[f"N_{name}"] = nearest_in_fields(xyz, xyz, self.num_pwise_neighbors[t])
+            maps[f"N_{name}"] = nearest_in_fields(xyz, xyz, self.num_pwise_neighbors[t], self.nthreads)
             if t:
-                maps[f"ND_{name}"] = nearest_in_fields(coords[t - 1], xyz, self.num_downsampling_neighbors[t])
-                maps[f"NU_{name}"] = nearest_in_fields(xyz, coords[t - 1], self.num_upsampling_neighbors[t])
+                maps[f"ND_{name}"] = nearest_in_fields(coords[t - 1], xyz, self.num_downsampling_neighbors[t],
+                                                       self.nthreads)
+                maps[f"NU_{name}"] = nearest_in_fields(xyz, coords[t - 1], self.num_upsampling_neighbors[t],
+                                                       self.nthreads)
         return maps
 
     def input_names(self) -> list[str]:
@@ -209,7 +220,8 @@ class HierarchicalFPSEncoder(FieldEncoder):
         return 1 + num_point_features
 
 
-def depth_positions(coords: np.ndarray, num: int, fast: int, rng: np.random.Generator | None) -> np.ndarray:
+def depth_positions(coords: np.ndarray, num: int, fast: int, rng: np.random.Generator | None,
+                    nthreads: int = 1) -> np.ndarray:
     """Positions (M, num) of the next depth's points among ``coords`` (M, R, 3), for all fields at once.
 
     ``fast`` 0: exact furthest-point sampling from position 0; 1: every (R // num)-th point,
@@ -227,14 +239,16 @@ def depth_positions(coords: np.ndarray, num: int, fast: int, rng: np.random.Gene
     valid = np.ones((min(step, count), candidates.size), dtype=bool)
     for start in range(0, count, step):  # cache-sized blocks of fields
         block = sub[start:start + step]
-        chosen[start:start + step] = farthest_point_positions(block, valid[: len(block)], num)
+        chosen[start:start + step] = farthest_point_positions(block, valid[: len(block)], num, nthreads=nthreads)
     return candidates[chosen]
 
 
-def nearest_in_fields(reference: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+def nearest_in_fields(reference: np.ndarray, query: np.ndarray, k: int, nthreads: int = 1) -> np.ndarray:
     """Local positions (M, Q, k) int32 of the k nearest ``reference`` (M, R, 3) points of each
-    ``query`` (M, Q, 3) point in the same field, nearest first."""
+    ``query`` (M, Q, 3) point in the same field, nearest first (``nthreads``: the compiled path's)."""
     count, width = reference.shape[:2]
+    if compiled():
+        return field_kernels.nearest_in_groups(reference, query, k, nthreads)
     if width * query.shape[1] <= BRUTE_FORCE_MAX_PAIRS:
         return _nearest_brute_force(reference, query, k)
     groups = np.arange(count)
@@ -264,10 +278,8 @@ def hierarchical_sampler_from_spec(spec: Mapping[str, Any]) -> tuple[CoveringFie
     ``HierarchicalFPSPreProcessor`` spec; ``_`` keys are comments."""
     check_spec_keys(spec, "HierarchicalFPSPreProcessor", ORIGINAL_KEYS, ("num_points_per_depth", "neighborhood"))
     spec = {k: v for k, v in spec.items() if not str(k).startswith("_")}
-    if spec.get("support_strategy", "grid") != "grid":
-        raise ValueError(f"support_strategy must be 'grid' (the covering grid), got {spec['support_strategy']!r}")
     encoder = HierarchicalFPSEncoder(**{k: spec[k] for k in SPEC_KEYS if k in spec})
-    common = {k: spec[k] for k in ("to_unit_sphere", "training_class_distribution", "center_on_pcloud") if k in spec}
+    common = {k: spec[k] for k in SAMPLER_KEYS if k in spec}
     sampler = CoveringFieldSampler(encoder.num_points_per_depth[0], spec["neighborhood"],
                                    subsampling="random" if encoder.fast_flag_per_depth[0] == 2 else "fps",
                                    num_encoding_neighbors=encoder.num_downsampling_neighbors[0], **common)

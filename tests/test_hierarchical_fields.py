@@ -5,6 +5,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from pointseq.augment import Augmentor
+from pointseq.pointclouds import field_kernels
 from pointseq.pointclouds.field_encoders import encoder_from_spec
 from pointseq.pointclouds.hierarchical_fields import (
     HierarchicalFPSEncoder,
@@ -136,13 +137,34 @@ def test_fast_flags_keep_points_of_the_previous_depth():
         depth_positions(coords, 10, 2, None)
 
 
-def test_kd_tree_and_brute_force_paths_agree():
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("shape", [(6, 200, 150, 4), (4, 64, 64, 16), (3, 30, 120, 1), (2, 8, 5, 8)])
+def test_every_nearest_path_agrees_with_a_kd_tree(monkeypatch, compiled, shape):
+    """The compiled grid search, the KD-tree over all fields and the brute force (small fields)."""
+    monkeypatch.setattr(field_kernels, "AVAILABLE", compiled and field_kernels.AVAILABLE)
+    count, width, queries, k = shape
     rng = np.random.default_rng(4)
-    reference, query = rng.normal(size=(6, 200, 3)), rng.normal(size=(6, 150, 3))
-    found = nearest_in_fields(reference, query, 4)  # 200 x 150 pairs: the KD-tree path
-    assert found.shape == (6, 150, 4) and found.max() < 200
-    for f in range(6):
-        assert_same_neighbours(found[f], reference[f], query[f], 4)
+    reference, query = rng.normal(size=(count, width, 3)), rng.normal(size=(count, queries, 3))
+    reference[..., 2] *= 0.05  # flat fields, as on terrain
+    reference[0, 1] = reference[0, 0]  # a duplicate point: a tie
+    found = nearest_in_fields(reference, query, k)
+    assert found.shape == (count, queries, k) and found.dtype == np.int32 and 0 <= found.min() and found.max() < width
+    for f in range(count):
+        assert_same_neighbours(found[f], reference[f], query[f], k)
+        assert all(len(set(row)) == k for row in found[f])
+
+
+def test_compiled_nearest_breaks_ties_by_position_and_threads_agree():
+    if not field_kernels.AVAILABLE:
+        pytest.skip("numba is not installed")
+    grid = np.stack(np.meshgrid(np.arange(4.0), np.arange(4.0), [0.0]), axis=-1).reshape(1, 16, 3)
+    found = field_kernels.nearest_in_groups(grid, grid, 5)
+    order = np.lexsort((np.broadcast_to(np.arange(16), (16, 16)),
+                        np.round(((grid[0][:, None] - grid[0][None]) ** 2).sum(-1), 9)), axis=1)
+    np.testing.assert_array_equal(found[0], order[:, :5])  # equal distances: the lower position first
+    fields = np.random.default_rng(5).normal(size=(40, 96, 3))
+    np.testing.assert_array_equal(field_kernels.nearest_in_groups(fields, fields, 8, nthreads=2),
+                                  field_kernels.nearest_in_groups(fields, fields, 8))
 
 
 def test_original_spec_builds_sampler_and_encoder():
@@ -154,6 +176,22 @@ def test_original_spec_builds_sampler_and_encoder():
     points, _ = georeferenced_tile(800)
     samples = encoder.encode(points, sampler(points), None)
     assert samples["X_2"].shape[1:] == (8, 3) and samples["F"].shape[2] == 1
+
+
+def test_original_spec_passes_support_keys_and_threads_to_the_sampler():
+    sampler, encoder = hierarchical_sampler_from_spec({
+        "num_points_per_depth": [32, 8], "support_strategy": "fps", "support_strategy_num_points": 40,
+        "support_chunk_size": 16, "nthreads": 2, "neighborhood": {"type": "sphere", "radius": 3.0}})
+    assert sampler.support_strategy == "fps" and sampler.nthreads == 2 and encoder.nthreads == 2
+    points, _ = georeferenced_tile(800)
+    fields = sampler(points)
+    assert len(fields) >= 40
+    one = hierarchical_sampler_from_spec({"num_points_per_depth": [32, 8], "support_strategy": "fps",
+                                          "support_strategy_num_points": 40,
+                                          "neighborhood": {"type": "sphere", "radius": 3.0}})[1]
+    ours, theirs = encoder.encode(points, fields, None), one.encode(points, fields, None)
+    for name in ours:
+        np.testing.assert_array_equal(ours[name], theirs[name])  # threads never change the fields
 
 
 @pytest.mark.parametrize("spec, error, match", [
