@@ -110,3 +110,23 @@ def test_a_model_type_registered_in_one_place_trains_and_predicts_through_the_ap
             assert json.load(f)["encoder"] == {"type": "height_only"}
     finally:
         MODEL_TYPES.pop("toy")
+
+
+@pytest.mark.parametrize("model", ["kpconv", pytest.param("sparse_unet", marks=pytest.mark.slow)])
+def test_the_convolution_model_types_run_the_whole_flow(model, tiles, tmp_path):
+    """Segmenter and the command, with a model type on hierarchical fields or sparse grids: every
+    point classified, the saved run reloads to the same probabilities, the command agrees."""
+    from pointseq.cli.main import main
+
+    seg = pointseq.Segmenter({"type": model, "width": 8}, updates=4, seed=1)
+    seg.fit(tiles[:2], output=str(tmp_path / "run"), verbose=0)
+    proba = seg.predict(tiles[2])
+    assert proba.shape == (len(read_point_cloud(tiles[2], label=None)), 3)
+    np.testing.assert_allclose(pointseq.Segmenter.load(tmp_path / "run").predict(tiles[2]), proba, atol=1e-5)
+    reference = np.asarray(laspy.read(tiles[2]).classification)
+    assert seg.evaluate(tiles[2]).confusion.sum() == np.isin(reference, [2, 5, 6]).sum()  # noise (7) ignored
+    assert main(["predict", str(tmp_path / "run"), tiles[2], "--output", str(tmp_path / "pred"), "--quiet"]) == 0
+    written = laspy.read(tmp_path / "pred" / os.path.basename(tiles[2])).prediction
+    np.testing.assert_array_equal(written, seg.class_map.to_codes(proba.argmax(axis=1)))
+    with open(tmp_path / "run" / "pipeline.json") as f:
+        assert json.load(f)["model"]["type"] == model
