@@ -59,13 +59,19 @@ def valid_rows(lengths: np.ndarray, rows: int) -> np.ndarray:
 
 
 def _scatter(parts: list[np.ndarray], valid: np.ndarray, fill, dtype) -> np.ndarray:
-    """Concatenate the elements' rows and scatter them into a padded ``(B, R, ...)`` array.
+    """The elements' rows in a padded ``(B, R, ...)`` array, rows from the front.
 
-    Rows wider than one value are viewed as single opaque (void) items so that the boolean
-    scatter copies whole rows: an order of magnitude faster than scattering ``(n, C)``.
+    ``parts``: one array per element (each copied once into its slice of the preallocated
+    output, casting on the way: half the memory traffic of concatenating first), or one array
+    of all elements' rows concatenated, scattered through ``valid`` with rows wider than one
+    value viewed as single opaque (void) items, so the boolean scatter copies whole rows.
     """
     tail = parts[0].shape[1:]
     out = np.full(valid.shape + tail, fill, dtype=dtype)
+    if len(parts) == valid.shape[0] and len(parts) > 1:
+        for k, part in enumerate(parts):
+            np.copyto(out[k, :len(part)], part, casting="same_kind")
+        return out
     rows = np.concatenate(parts, axis=0, dtype=dtype, casting="same_kind")
     if not tail:
         out[valid] = rows
