@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     with native_stderr_quiet(not args.verbose):  # Keras loads now, after the arguments were checked
         from pointseq.pointclouds.blocks import DEFAULT_BLOCK_POINTS
         from pointseq.tiles.pipeline import load_training_output
-        from pointseq.tiles.prediction import predict_file
+        from pointseq.tiles.prediction import predict_file, preview_path
 
     targets = _check_output_folder(args.output, args.inputs)
     with inputs_as_usage_errors(f"training output {args.train_output!r}"):
@@ -53,15 +53,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"{path}:")
         with inputs_as_usage_errors(f"input {path!r}"):
-            _, codes, cloud = predict_file(model, pipeline, path, target, probabilities=args.probabilities,
+            _, codes, _ = predict_file(model, pipeline, path, target, probabilities=args.probabilities,
                                        write_classification=args.write_classification, batch_size=args.batch_size,
                                        block_points=args.block_points or DEFAULT_BLOCK_POINTS,
-                                       progress=not args.quiet, allow_unit_mismatch=args.allow_unit_mismatch)
+                                       progress=not args.quiet, allow_unit_mismatch=args.allow_unit_mismatch,
+                                       preview=args.preview)
         print(f"wrote {target} ({len(codes)} points)")
         if args.preview:
-            from pointseq.tiles.pictures import save_prediction_preview
-
-            preview = save_prediction_preview(cloud.points, codes, os.path.splitext(target)[0] + "_preview.png",
-                                              title=f"{os.path.basename(target)}: {len(codes):,} points, predicted")
-            print(f"wrote {preview}")
+            print(f"wrote {preview_path(target)}")
     return 0

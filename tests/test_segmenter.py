@@ -31,7 +31,9 @@ def test_fit_save_load_predict_through_the_segmenter_alone(tiles, tmp_path):
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
     again = pointseq.Segmenter.load(tmp_path / "run")
     np.testing.assert_allclose(again.predict(tiles[2]), proba, atol=1e-6)
-    target = again.predict_file(tiles[2], tmp_path / "out" / "t.laz", probabilities=True)
+    target = again.predict_file(tiles[2], tmp_path / "out" / "t.laz", probabilities=True, preview=True)
+    with open(tmp_path / "out" / "t_preview.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     written = laspy.read(target)
     assert set(np.unique(written.prediction)) <= {2, 5, 6} and len(written.points) == len(proba)
     metrics = again.evaluate(tiles[2])

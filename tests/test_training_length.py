@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import pointseq
+from pointseq.tiles import recipe
 from pointseq.tiles.synthetic import make_tiles, write_tiles
 from pointseq.tiles.training import MIN_EPOCH_BATCHES, training_plan
 
@@ -48,3 +49,21 @@ def test_the_cache_built_before_the_plan_serves_the_planned_run(tmp_path):
     with pytest.warns(UserWarning, match="give only"):
         seg.fit(tile, output=str(tmp_path / "run"), verbose=0)
     assert seg.report["updates"] == 20 and seg.pipeline["encoder"]["max_rows"] is not None
+
+
+@pytest.mark.parametrize("batches_per_pass", [1, 5, 15, 56, 150, 400, 5000])
+def test_left_to_the_recipe_the_updates_grow_with_the_fields_within_bounds(batches_per_pass):
+    plan = training_plan(batches_per_pass, 150, recipe.PASSES)
+    asked = min(max(150, recipe.PASSES * batches_per_pass), recipe.MAX_UPDATES)
+    assert asked <= plan["updates"] < asked + plan["epoch_size"]
+    assert 150 <= plan["updates"] <= recipe.MAX_UPDATES + plan["epoch_size"]
+    assert training_plan(batches_per_pass, 3000, recipe.PASSES)["updates"] >= 3000  # a larger minimum stays
+
+
+def test_asked_updates_are_not_scaled(tmp_path):
+    tiles = write_tiles(str(tmp_path), make_tiles(2, seed=8, size=30.0, density=3.0))
+    seg = pointseq.Segmenter("pointnet", updates=20, seed=0)
+    seg.fit(tiles, output=str(tmp_path / "asked"), verbose=0)
+    assert seg.report["updates"] < 40 and seg.train_spec(tiles)["updates"] == 20
+    default = pointseq.Segmenter("pointnet", seed=0).train_spec(tiles)
+    assert "updates" not in default  # left to the model type: passes over the fields decide

@@ -75,9 +75,10 @@ def check_tile_unit(pipeline: dict, path: str, allow_unit_mismatch: bool = False
 def predict_file(model: keras.Model, pipeline: dict, path: str, target: str, *, probabilities: bool = False,
                  write_classification: bool = False, batch_size: int = 16,
                  block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False,
-                 allow_unit_mismatch: bool = False) -> tuple[str, np.ndarray, PointCloud]:
+                 allow_unit_mismatch: bool = False, preview: bool = False) -> tuple[str, np.ndarray, PointCloud]:
     """Predict ``path`` and write ``target``; returns ``(target, per-point codes, cloud)``.
-    A tile in another coordinate unit than the training files is refused (`check_tile_unit`)."""
+    A tile in another coordinate unit than the training files is refused (`check_tile_unit`).
+    With ``preview``, also a top-down picture of the result at `preview_path` ``(target)``."""
     if os.path.abspath(target) == os.path.abspath(path):
         raise ValueError(f"target {target!r} would overwrite its input; choose another path")
     check_tile_unit(pipeline, path, allow_unit_mismatch)
@@ -96,4 +97,14 @@ def predict_file(model: keras.Model, pipeline: dict, path: str, target: str, *, 
         write_las_streaming(target, path, extra=extra, classification=classification, vlrs=[record])
     else:
         write_point_cloud(target, cloud, extra=extra, classification=classification, vlrs=[record])
+    if preview:
+        from pointseq.tiles.pictures import save_prediction_preview
+
+        save_prediction_preview(cloud.points, codes, preview_path(target),
+                                title=f"{os.path.basename(target)}: {len(codes):,} points, predicted")
     return target, codes, cloud
+
+
+def preview_path(target: str | os.PathLike) -> str:
+    """Where `predict_file` puts the preview of ``target``: ``<target without suffix>_preview.png``."""
+    return os.path.splitext(os.fspath(target))[0] + "_preview.png"

@@ -145,14 +145,15 @@ class Segmenter:
     def predict_file(self, path: str | os.PathLike, target: str | os.PathLike, *, probabilities: bool = False,
                      write_classification: bool = False, batch_size: int | None = None,
                      block_points: int = DEFAULT_BLOCK_POINTS, progress: bool = False,
-                     allow_unit_mismatch: bool = False) -> str:
+                     allow_unit_mismatch: bool = False, preview: bool = False) -> str:
         """Write ``target``: ``path`` with a ``prediction`` dimension (source class codes) and,
-        optionally, ``prob_<class>`` dimensions and the codes in ``classification``."""
+        optionally, ``prob_<class>`` dimensions and the codes in ``classification``; with
+        ``preview``, also ``<target without suffix>_preview.png``, the result seen from above."""
         model, pipeline = self._trained()
         return predict_file(model, pipeline, os.fspath(path), os.fspath(target), probabilities=probabilities,
                             write_classification=write_classification, batch_size=batch_size or self.batch_size,
                             block_points=block_points, progress=progress,
-                            allow_unit_mismatch=allow_unit_mismatch)[0]
+                            allow_unit_mismatch=allow_unit_mismatch, preview=preview)[0]
 
     def evaluate(self, path: str | os.PathLike, *, reference: str | None = None,
                  ignore: Sequence[int] = (), allow_unit_mismatch: bool = False) -> ClassificationMetrics:

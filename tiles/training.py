@@ -80,9 +80,12 @@ def resolve_train_spec(spec: dict, X: Any = None, y: Any = None) -> dict:
     # Files train for a number of optimiser updates (a small tile still trains, a huge one does
     # not explode); arrays, or a spec that says so, for a number of epochs.
     updates = spec.get("updates", settings.get("updates") if isinstance(pcloud, dict) and "epochs" not in spec else None)
+    # Updates left to the model type grow with the training fields: `recipe.PASSES` passes over
+    # them, at least the type's updates and at most `recipe.MAX_UPDATES` (`training_plan`).
+    passes = recipe.PASSES if updates is not None and "updates" not in spec else None
     return {"sequencer": sequencer, "X": X, "y": y, "validation": validation_paths(spec.get("validation"), pcloud),
             "model": settings, "seed": seed,
-            "updates": None if updates is None else positive(updates, "updates", int),
+            "updates": None if updates is None else positive(updates, "updates", int), "passes": passes,
             "epochs": None if updates is not None else positive(spec.get("epochs", settings["epochs"]), "epochs", int),
             "learning_rate": float(positive(spec.get("learning_rate", settings["learning_rate"]),
                                              "learning_rate", float)),
@@ -104,7 +107,7 @@ def _check_resume(spec: dict, out: str, restart: bool) -> bool:
         with open(stored_path, encoding="utf-8") as f:
             stored = json.load(f)
         # A longer run of the same spec continues it (the learning-rate schedule stays the first run's).
-        length = ("epochs", "updates")
+        length = ("epochs", "updates", "passes")
         changes = spec_changes({k: v for k, v in stored.items() if k not in length},
                                {k: v for k, v in stored_spec(spec).items() if k not in length})
         if changes:
@@ -145,7 +148,7 @@ def _training_sequencer(spec: dict, progress: Callable[[str], None] | None) -> A
     train_seq = build_sequencer(sequencer)
     if spec["updates"] is None:
         return train_seq
-    plan = training_plan(len(train_seq), spec["updates"])
+    plan = training_plan(len(train_seq), spec["updates"], spec.get("passes"))
     spec["epochs"] = plan["epochs"]  # the stored spec keeps the updates asked for
     _warn_about_data(source, train_seq.batch_size, plan)
     if progress is not None:
@@ -158,10 +161,15 @@ def _training_sequencer(spec: dict, progress: Callable[[str], None] | None) -> A
 MIN_EPOCH_BATCHES = 20  # an epoch (a checkpoint, a validation point) every 20 updates at least
 
 
-def training_plan(batches_per_pass: int, updates: int) -> dict:
+def training_plan(batches_per_pass: int, updates: int, passes: int | None = None) -> dict:
     """Epochs of ``epoch_size`` batches that make ``updates`` optimiser updates: a pass over
     the data per epoch, but at least `MIN_EPOCH_BATCHES` batches (the order continues across
-    the end of a small data set) and at most ``updates`` (a huge data set trains on part)."""
+    the end of a small data set) and at most ``updates`` (a huge data set trains on part).
+
+    With ``passes``, ``updates`` is a minimum: the run makes ``passes`` passes over the data
+    when that is more, up to `recipe.MAX_UPDATES` updates."""
+    if passes is not None:
+        updates = max(updates, min(passes * batches_per_pass, max(updates, recipe.MAX_UPDATES)))
     epoch_size = min(max(batches_per_pass, MIN_EPOCH_BATCHES), updates)
     epochs = -(-updates // epoch_size)
     return {"batches_per_pass": batches_per_pass, "epoch_size": epoch_size, "epochs": epochs,
