@@ -50,7 +50,7 @@ def main(output: str) -> None:
                                              "offline_pcloud": {"paths": paths[:4]}},
                                "model": {"type": "pointnet"}, "output": os.path.join(work, "run")})
     train = build_sequencer(spec["sequencer"])
-    plan = training_plan(len(train), spec["updates"])
+    plan = training_plan(len(train), spec["updates"], spec.get("passes"))
     train = build_sequencer({**spec["sequencer"], "epoch_size": plan["epoch_size"]})
     pipeline = make_pipeline(spec["model"], train.pcloud_config)
     class_map = ClassMap.from_config(pipeline["class_map"])

@@ -88,8 +88,8 @@ register_model_type(ModelType(
     # Field inputs (B, P, 4 + F): x, y, z are augmented, the height stretches with z.
     backbone=lambda settings: {"type": "Sequencer", "coordinate_columns": 3, "height_columns": [3]},
     build=_build_pointnet,
-    # Measured on the synthetic tiles (README): width 64, 150 updates (6 passes over the demo's
-    # 4 tiles) at 3e-3; ``epochs`` applies where a spec trains by epochs (arrays).
+    # Measured on the synthetic tiles (docs/recipe.md): width 64 at 3e-3, at least 150 updates
+    # (10 passes over the fields when that is more); ``epochs`` where a spec trains by epochs.
     defaults={"width": 64, "updates": 150, "epochs": 6, "learning_rate": 3e-3},
     augmented=True,
 ))

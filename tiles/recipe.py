@@ -1,6 +1,6 @@
 """The default training recipe of the whole-tile workflow (`Segmenter`, ``pointseq train``, the demo).
 
-Measured on the synthetic tiles (see the README's recipe section): both models learn
+Measured on the synthetic tiles (see docs/recipe.md): both models learn
 every class when (1) a field's coordinates are relative to its centre and scaled by its
 radius, with a height above the field's lowest (1st percentile) point, so every field looks
 alike wherever the tile lies (`pointseq.pointclouds.field_inputs`); (2) intensity and return
@@ -9,8 +9,8 @@ inverse frequency and ignored points (noise) have sample weight 0 (`ClassMap`); 
 learning rate decays along a cosine over the whole run. These are the defaults of
 ``pointseq train`` on point-cloud files.
 
-Measured on a real tile (autzen_trim.laz, US feet, 8-bit intensity in a 16-bit field; see the
-README): sizes are in metres, so a file whose CRS is in feet gets fields (and shadow cells) of
+Measured on a real tile (autzen_trim.laz, US feet, 8-bit intensity in a 16-bit field; see
+docs/recipe.md): sizes are in metres, so a file whose CRS is in feet gets fields (and shadow cells) of
 the same size on the ground (`coordinate_unit_metres`); intensity is divided by the bit depth
 the files use (8, 12 or 16 bits: `intensity_bit_depth`), not by the field's type; and the class
 weights are the inverse frequency to the power 0.6, which still lifts rare classes but no
@@ -91,7 +91,7 @@ def inverse_frequency_weights(class_counts: list[int] | np.ndarray, power: float
     """``(total / (num_classes * count)) ** power`` per class from the trained points per class id
     (1 when balanced; ignored points are not counted); a class without points gets weight 1.
 
-    The recipe's power 0.6 (measured, README): full inverse frequency (power 1) on a tile whose
+    The recipe's power 0.6 (measured, docs/recipe.md): full inverse frequency (power 1) on a tile whose
     classes overlap made the model predict the minority class wherever it was plausible (real
     tile: accuracy below always predicting the majority class); 0.5 cost the rare class of a
     small training set (the whole-tile test's buildings) too much."""
