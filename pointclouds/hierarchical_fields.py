@@ -43,12 +43,9 @@ from pointseq.pointclouds.subsampling import (PADDED_BLOCK_ELEMENTS, compiled, f
 
 SPEC_KEYS = ("num_points_per_depth", "fast_flag_per_depth", "num_downsampling_neighbors", "num_pwise_neighbors",
              "num_upsampling_neighbors", "neighborhood", "scale", "seed")
-ORIGINAL_KEYS = ("type", "num_points_per_depth", "fast_flag_per_depth", "num_downsampling_neighbors",
-                 "num_pwise_neighbors", "num_upsampling_neighbors", "neighborhood", "to_unit_sphere",
-                 "training_class_distribution", "support_strategy", "support_strategy_num_points",
-                 "support_strategy_fast", "support_chunk_size", "center_on_pcloud", "nthreads")
 SAMPLER_KEYS = ("to_unit_sphere", "training_class_distribution", "center_on_pcloud", "support_strategy",
                 "support_strategy_num_points", "support_strategy_fast", "support_chunk_size", "nthreads")
+ORIGINAL_KEYS = ("type", *(k for k in SPEC_KEYS if k not in ("scale", "seed")), *SAMPLER_KEYS)
 BRUTE_FORCE_PAIRS = 1 << 22  # query x reference pairs per brute-force k-NN block
 BRUTE_FORCE_MAX_PAIRS = 128 * 128  # query x reference points per field above which one KD-tree answers (measured)
 

@@ -169,7 +169,7 @@ def training_plan(batches_per_pass: int, updates: int, passes: int | None = None
     With ``passes``, ``updates`` is a minimum: the run makes ``passes`` passes over the data
     when that is more, up to `recipe.MAX_UPDATES` updates."""
     if passes is not None:
-        updates = max(updates, min(passes * batches_per_pass, max(updates, recipe.MAX_UPDATES)))
+        updates = max(updates, min(passes * batches_per_pass, recipe.MAX_UPDATES))
     epoch_size = min(max(batches_per_pass, MIN_EPOCH_BATCHES), updates)
     epochs = -(-updates // epoch_size)
     return {"batches_per_pass": batches_per_pass, "epoch_size": epoch_size, "epochs": epochs,
